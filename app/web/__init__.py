@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered pages and a JSON API over the recorded exchanges."""

@@ -1,0 +1,34 @@
+"""The Jinja2 environment of the dashboard pages, with autoescaping on."""
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from app.web import auth, formatting
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+templates = Jinja2Templates(directory=TEMPLATE_DIR)
+templates.env.filters.update(
+    time=formatting.format_time,
+    ms=formatting.format_ms,
+    cost=formatting.format_cost,
+    count=formatting.format_count,
+    pretty_json=formatting.pretty_json,
+)
+
+
+def render(
+    request: Request, name: str, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """Render a page template with the values every page needs."""
+    settings = request.app.state.settings
+    context.update(
+        csrf_token=auth.csrf_token(request),
+        auth_enabled=auth.auth_enabled(settings),
+        signed_in=auth.is_signed_in(request),
+    )
+    return templates.TemplateResponse(request, name, context, status_code=status_code)

@@ -1,0 +1,34 @@
+"""The page of one exchange: metadata and both bodies."""
+
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+
+from app.store import queries
+from app.web.auth import require_sign_in
+from app.web.templating import render
+
+router = APIRouter(dependencies=[Depends(require_sign_in)])
+
+
+def parse_id(value: str) -> UUID:
+    """Return the exchange id in value; raise 404 when it is not a UUID."""
+    try:
+        return UUID(value)
+    except ValueError:
+        raise HTTPException(
+            404, f"no exchange has id {value!r}: ids are UUIDs"
+        ) from None
+
+
+@router.get("/exchanges/{exchange_id}")
+async def exchange_page(request: Request, exchange_id: str) -> Response:
+    ident = parse_id(exchange_id)
+    async with request.app.state.pool.connection() as conn:
+        row = await queries.get_exchange(conn, ident)
+        if row is None:
+            raise HTTPException(404, f"no exchange has id {exchange_id}")
+        neighbours = await queries.get_neighbours(conn, row["started_at"], row["id"])
+
+    return render(request, "exchange.html", exchange=row, neighbours=neighbours)
