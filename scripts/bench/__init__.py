@@ -1,0 +1,1 @@
+"""Benchmark suite of llmtap: upstream stand-in, load generator and driver."""
