@@ -1,0 +1,1 @@
+"""The logging proxy: forwards every request and records each exchange."""

@@ -1,0 +1,331 @@
+"""The logging proxy: a raw ASGI application on the hot path.
+
+Every request goes to its target origin with its own path and query; the
+upstream's status, headers and body bytes come back to the client as they
+arrive. The handler only notes what it saw in an Exchange and hands it to the
+recorder when the exchange ends, so the client never waits for parsing or for
+the database. FastAPI serves only the proxy's own routes under /_llmtap/.
+"""
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httpx
+
+from app.proxy import errors
+from app.proxy.exchange import (
+    END_CLIENT_DISCONNECTED,
+    END_IDLE_TIMEOUT,
+    END_PROXY_ERROR,
+    END_UPSTREAM_CLOSED,
+    END_UPSTREAM_RESET,
+    Exchange,
+)
+from app.proxy.forwarding import (
+    request_headers_for_upstream,
+    response_headers_for_client,
+)
+from app.proxy.targets import TargetPolicy
+from app.proxy.usage import UsageChunkFilter, inject_include_usage
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+UUID_PATTERN = re.compile(
+    rb"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I
+)
+INTERNAL_PREFIX = "/_llmtap/"
+
+# Chunks kept for the record beyond the stored-body limit: enough to parse a
+# stream whose text exceeds the limit, and the tail keeps its final usage.
+TAIL_CHUNKS = 64
+
+
+class StreamAborted(Exception):
+    """Raised after the response started, so that uvicorn drops the connection.
+
+    The client then sees an abnormally ended body instead of a clean end that
+    would pass a truncated answer off as complete.
+    """
+
+
+class ProxyApp:
+    def __init__(
+        self,
+        settings: Settings,
+        submit: Callable[[Exchange], None],
+        internal: Callable[[Scope, Receive, Send], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self.submit = submit
+        self.internal = internal
+        self.targets = TargetPolicy(settings)
+        self.client: httpx.AsyncClient | None = None
+        self.keep_bytes = 4 * settings.store_body_max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(INTERNAL_PREFIX):
+            await self.forward(scope, receive, send)
+        else:
+            await self.internal(scope, receive, send)
+
+    async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        exchange = new_exchange(scope)
+        try:
+            await self.relay(exchange, scope, receive, send, started)
+        except errors.ProxyError as error:
+            exchange.end = END_PROXY_ERROR
+            exchange.error_type = error.type
+            exchange.error_message = error.message
+            await send_error(send, error, exchange)
+        finally:
+            exchange.latency_ms = (time.perf_counter() - started) * 1000
+            self.submit(exchange)
+
+    async def relay(
+        self,
+        exchange: Exchange,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        started: float,
+    ) -> None:
+        target_header, request_id, length = scan_headers(exchange.request_headers)
+        if request_id is not None:
+            exchange.id = request_id
+        if length is not None and length > self.settings.max_request_bytes:
+            raise self.too_large(length)
+
+        exchange.request_body = await self.read_body(receive)
+        exchange.target = self.targets.resolve(target_header)
+        body = exchange.request_body
+        if self.settings.inject_stream_usage:
+            body, exchange.injected_usage = inject_include_usage(exchange.path, body)
+
+        watcher = Watcher(receive)
+        try:
+            await self.exchange_with_upstream(exchange, body, send, started, watcher)
+        except asyncio.CancelledError:
+            if not watcher.client_gone:
+                raise
+            watcher.owner.uncancel()
+            exchange.end = END_CLIENT_DISCONNECTED
+        finally:
+            watcher.stop()
+
+    async def read_body(self, receive: Receive) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            part = message.get("body", b"")
+            size += len(part)
+            if size > self.settings.max_request_bytes:
+                raise self.too_large(size)
+            parts.append(part)
+            if not message.get("more_body", False):
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def too_large(self, size: int) -> errors.RequestTooLarge:
+        return errors.RequestTooLarge(
+            f"request body of {size} bytes is larger than the limit of "
+            f"{self.settings.max_request_bytes} bytes; raise LLMTAP_MAX_REQUEST_BYTES "
+            "or send a smaller body"
+        )
+
+    async def exchange_with_upstream(
+        self,
+        exchange: Exchange,
+        body: bytes,
+        send: Send,
+        started: float,
+        watcher: "Watcher",
+    ) -> None:
+        assert self.client is not None, "the proxy's lifespan did not start"
+        url = f"{exchange.target}{exchange.path}"
+        if exchange.query:
+            url = f"{url}?{exchange.query.decode('latin-1')}"
+        request = self.client.build_request(
+            exchange.method,
+            url,
+            headers=request_headers_for_upstream(exchange.request_headers),
+            content=body or None,
+        )
+
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as error:
+            raise errors.from_httpx(
+                error, exchange.target or "", self.settings.upstream_header_timeout_s
+            ) from None
+
+        # httpcore reads the read timeout when the body iteration starts, so this
+        # switches from the header timeout to the idle timeout between chunks.
+        request.extensions["timeout"]["read"] = self.settings.upstream_idle_timeout_s
+        try:
+            await self.stream_response(exchange, response, send, started, watcher)
+        finally:
+            await response.aclose()
+
+    async def stream_response(
+        self,
+        exchange: Exchange,
+        response: httpx.Response,
+        send: Send,
+        started: float,
+        watcher: "Watcher",
+    ) -> None:
+        exchange.upstream_status = exchange.status_sent = response.status_code
+        exchange.response_headers = [
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in response.headers.raw
+        ]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response_headers_for_client(
+                    response.headers.raw, exchange.id
+                ),
+            }
+        )
+
+        usage_filter = UsageChunkFilter() if exchange.injected_usage else None
+        chunks = exchange.chunks
+        kept = 0
+        tail: list[tuple[float, bytes]] = []
+        iterator = response.aiter_raw()
+        while True:
+            try:
+                chunk = await anext(iterator, None)
+            except httpx.HTTPError as error:
+                exchange.end = stream_end_reason(error)
+                exchange.error_message = str(error) or type(error).__name__
+                raise StreamAborted(exchange.end) from None
+            if chunk is None:
+                break
+
+            now = (time.perf_counter() - started) * 1000
+            exchange.response_bytes += len(chunk)
+            if kept < self.keep_bytes:
+                chunks.append((now, chunk))
+                kept += len(chunk)
+            else:
+                exchange.chunks_truncated = True
+                tail.append((now, chunk))
+                if len(tail) > TAIL_CHUNKS:
+                    del tail[0]
+
+            forwarded = usage_filter.feed(chunk) if usage_filter else chunk
+            if forwarded:
+                await send(
+                    {"type": "http.response.body", "body": forwarded, "more_body": True}
+                )
+
+        chunks.extend(tail)
+        watcher.finished = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class Watcher:
+    """Cancels the proxy's work on an exchange when its client goes away.
+
+    uvicorn reports a disconnect only through receive(), so a task waits on it
+    and cancels the request's task; the upstream request is then closed at once
+    instead of running on for nobody.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.client_gone = False
+        self.finished = False
+        owner = asyncio.current_task()
+        assert owner is not None
+        self.owner = owner
+        self.task = asyncio.ensure_future(self.watch())
+
+    async def watch(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+        # uvicorn also reports a disconnect once the response is complete.
+        if not self.finished:
+            self.client_gone = True
+            self.owner.cancel()
+
+    def stop(self) -> None:
+        self.finished = True
+        self.task.cancel()
+
+
+def new_exchange(scope: Scope) -> Exchange:
+    client = scope.get("client")
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope["path"]
+    return Exchange(
+        id=str(uuid.uuid4()),
+        started_at=time.time(),
+        method=scope["method"],
+        path=path,
+        query=scope.get("query_string", b""),
+        client=client[0] if client else None,
+        request_headers=scope["headers"],
+    )
+
+
+def scan_headers(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[bytes | None, str | None, int | None]:
+    """Return the target header, a valid Helicone-Request-Id and the Content-Length."""
+    target = request_id = length = None
+    for name, value in headers:
+        if name == b"helicone-target-url":
+            target = value
+        elif name == b"helicone-request-id" and UUID_PATTERN.match(value.strip()):
+            request_id = value.strip().decode().lower()
+        elif name == b"content-length" and value.isdigit():
+            length = int(value)
+    return target, request_id, length
+
+
+def stream_end_reason(error: httpx.HTTPError) -> str:
+    if isinstance(error, httpx.ReadTimeout):
+        return END_IDLE_TIMEOUT
+    if isinstance(error, httpx.RemoteProtocolError):
+        return END_UPSTREAM_CLOSED
+    return END_UPSTREAM_RESET
+
+
+async def send_error(send: Send, error: errors.ProxyError, exchange: Exchange) -> None:
+    body = error.body()
+    exchange.status_sent = error.status
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"helicone-id", exchange.id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    logger.warning(
+        "proxy error id=%s type=%s status=%d", exchange.id, error.type, error.status
+    )

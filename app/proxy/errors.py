@@ -1,0 +1,75 @@
+"""Errors the proxy itself answers with, in the OpenAI error shape.
+
+Upstream errors are never wrapped: they pass through with their own status and
+body. Only failures of the proxy, or of reaching the upstream before any
+response started, produce one of these. Each class carries its HTTP status
+and a stable `type` value that the README lists.
+"""
+
+import json
+
+import httpx
+
+
+class ProxyError(Exception):
+    status = 500
+    type = "proxy_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> bytes:
+        error = {"message": self.message, "type": self.type, "code": self.type}
+        return json.dumps({"error": error}).encode()
+
+
+class TargetMissing(ProxyError):
+    status = 400
+    type = "target_missing"
+
+
+class TargetInvalid(ProxyError):
+    status = 400
+    type = "target_invalid"
+
+
+class TargetNotAllowed(ProxyError):
+    status = 403
+    type = "target_not_allowed"
+
+
+class RequestTooLarge(ProxyError):
+    status = 413
+    type = "request_too_large"
+
+
+class UpstreamUnreachable(ProxyError):
+    status = 502
+    type = "upstream_unreachable"
+
+
+class UpstreamTimeout(ProxyError):
+    status = 504
+    type = "upstream_timeout"
+
+
+def from_httpx(
+    error: httpx.HTTPError, target: str, header_timeout_s: float
+) -> ProxyError:
+    """Map an httpx failure before the response started to the error the client gets."""
+    if isinstance(error, httpx.ConnectTimeout):
+        return UpstreamTimeout(
+            f"connecting to the upstream {target} timed out; check that it is running "
+            "and reachable from the appliance"
+        )
+    if isinstance(error, httpx.TimeoutException):
+        return UpstreamTimeout(
+            f"upstream did not respond within {header_timeout_s:g}s; raise "
+            "LLMTAP_UPSTREAM_HEADER_TIMEOUT_S if the model needs longer to load"
+        )
+    reason = str(error) or type(error).__name__
+    return UpstreamUnreachable(
+        f"could not reach the upstream {target}: {reason}; check that it is running "
+        "and that LLMTAP_UPSTREAM_URL or Helicone-Target-URL names it"
+    )

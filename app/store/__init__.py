@@ -1,0 +1,1 @@
+"""Database access: connection settings, the exchange writer and the dashboard queries."""
