@@ -200,6 +200,12 @@ GOALS = [
     Goal("JSON c10 ÷ LiteLLM", _over_litellm("json c10 per s"), 10.0, False),
     Goal("SSE c10 ÷ LiteLLM", _over_litellm("sse c10 per s"), 10.0, False),
     Goal("persisted per s (soak)", _value("soak persisted per s"), 1000.0, False),
+    Goal(
+        "persisted per s (catch-up after outage)",
+        _value("outage catch-up peak per s"),
+        1000.0,
+        False,
+    ),
     Goal("proxy RSS idle (MB)", _value("proxy rss idle MB"), 100.0, True),
     Goal("proxy RSS after soak (MB)", _value("proxy rss after soak MB"), 150.0, True),
     Goal(
