@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -160,7 +161,9 @@ def where_clause(conditions: list[sql.Composable]) -> sql.Composable:
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
 
 
-async def _fetch_all(conn: Connection, query: sql.Composed) -> list[dict[str, Any]]:
+async def _fetch_all(
+    conn: Connection, query: sql.SQL | sql.Composed
+) -> list[dict[str, Any]]:
     try:
         cursor = await conn.execute(query)
         return await cursor.fetchall()
@@ -216,15 +219,237 @@ async def get_exchange(conn: Connection, exchange_id: UUID) -> dict[str, Any] | 
 
 
 async def get_neighbours(
-    conn: Connection, started_at: datetime, exchange_id: UUID
+    conn: Connection,
+    started_at: datetime,
+    exchange_id: UUID,
+    where: ExchangeFilter | None = None,
 ) -> dict[str, UUID | None]:
-    """Return the ids of the next newer and next older exchange in list order."""
+    """Return the ids of the next newer and next older exchange in the filtered list."""
+    conditions = (where or ExchangeFilter()).conditions()
+    newer = [
+        *conditions,
+        sql.SQL("(started_at, id) > ({}, {})").format(started_at, exchange_id),
+    ]
+    older = [
+        *conditions,
+        sql.SQL("(started_at, id) < ({}, {})").format(started_at, exchange_id),
+    ]
     query = sql.SQL(
         "SELECT"
-        " (SELECT id FROM llmtap.exchange WHERE (started_at, id) > ({ts}, {id})"
+        " (SELECT id FROM llmtap.exchange{newer}"
         "  ORDER BY started_at, id LIMIT 1) AS newer,"
-        " (SELECT id FROM llmtap.exchange WHERE (started_at, id) < ({ts}, {id})"
+        " (SELECT id FROM llmtap.exchange{older}"
         "  ORDER BY started_at DESC, id DESC LIMIT 1) AS older"
-    ).format(ts=started_at, id=exchange_id)
+    ).format(newer=where_clause(newer), older=where_clause(older))
     rows = await _fetch_all(conn, query)
     return rows[0]
+
+
+async def list_recorded_after(
+    conn: Connection,
+    where: ExchangeFilter,
+    after: tuple[datetime, UUID] | None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Return summaries recorded after the (recorded_at, id) position, oldest first.
+
+    Live mode follows recorded_at rather than started_at, because a long stream
+    is recorded when it ends, after exchanges that started later.
+    """
+    conditions = where.conditions()
+    if after is not None:
+        keyset = sql.SQL("(recorded_at, id) > ({}, {})")
+        conditions.append(keyset.format(*after))
+
+    query = sql.SQL(
+        "SELECT {columns} FROM llmtap.exchange{where}"
+        " ORDER BY recorded_at, id LIMIT {limit}"
+    ).format(
+        columns=sql.SQL(", ").join(sql.SQL(c) for c in SUMMARY_COLUMNS),
+        where=where_clause(conditions),
+        limit=max(1, min(limit, MAX_PAGE_SIZE)),
+    )
+    return await _fetch_all(conn, query)
+
+
+async def latest_recorded(conn: Connection) -> tuple[datetime, UUID] | None:
+    """Return the (recorded_at, id) of the last recorded exchange, if any."""
+    query = sql.SQL(
+        "SELECT recorded_at, id FROM llmtap.exchange"
+        " ORDER BY recorded_at DESC, id DESC LIMIT 1"
+    )
+    rows = await _fetch_all(conn, query)
+    return (rows[0]["recorded_at"], rows[0]["id"]) if rows else None
+
+
+# Columns of an export: the summary plus the full prompt and response texts.
+EXPORT_COLUMNS = tuple(c for c in SUMMARY_COLUMNS if " AS " not in c) + (
+    "properties",
+    "prompt_text",
+    "response_text",
+    "error_message",
+)
+
+
+async def stream_export(
+    conn: Connection, where: ExchangeFilter, full: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield the filtered exchanges newest first, one row at a time.
+
+    full adds bodies and headers. Rows come from the server as the client
+    reads them, so an export of a million exchanges never sits in memory.
+    """
+    columns = sql.SQL("*") if full else sql.SQL(", ").join(map(sql.SQL, EXPORT_COLUMNS))
+    query = sql.SQL(
+        "SELECT {columns} FROM llmtap.exchange{where} ORDER BY started_at DESC, id DESC"
+    ).format(columns=columns, where=where_clause(where.conditions()))
+
+    cursor = conn.cursor()
+    try:
+        async for row in cursor.stream(query):
+            yield row
+    except errors.UndefinedTable as exc:
+        raise SchemaMissingError(str(exc)) from exc
+    finally:
+        await cursor.close()
+
+
+def _range_conditions(
+    since: datetime | None, until: datetime | None
+) -> list[sql.Composable]:
+    return ExchangeFilter(since=since, until=until).conditions()
+
+
+async def overview_totals(
+    conn: Connection, since: datetime | None, until: datetime | None
+) -> dict[str, Any]:
+    """Return request, error, token, cost, latency and speed totals for a range."""
+    query = sql.SQL(
+        "SELECT count(*) AS exchanges,"
+        " count(*) FILTER (WHERE outcome <> 'success') AS errors,"
+        " sum(prompt_tokens) AS prompt_tokens,"
+        " sum(completion_tokens) AS completion_tokens,"
+        " sum(cost_usd) AS cost_usd,"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50_latency_ms,"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_ms) AS p50_ttft_ms,"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY ttft_ms) AS p95_ttft_ms,"
+        " avg(tokens_per_s) AS avg_tokens_per_s"
+        " FROM llmtap.exchange{where}"
+    ).format(where=where_clause(_range_conditions(since, until)))
+    rows = await _fetch_all(conn, query)
+    return rows[0]
+
+
+async def overview_series(
+    conn: Connection,
+    since: datetime,
+    until: datetime | None,
+    bucket_s: int,
+) -> list[dict[str, Any]]:
+    """Return per-bucket counts, tokens, cost and latency for a range, oldest first."""
+    query = sql.SQL(
+        "SELECT date_bin(make_interval(secs => {bucket}), started_at, {origin})"
+        " AS bucket,"
+        " count(*) AS exchanges,"
+        " count(*) FILTER (WHERE outcome <> 'success') AS errors,"
+        " coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
+        " coalesce(sum(completion_tokens), 0) AS completion_tokens,"
+        " coalesce(sum(cost_usd), 0) AS cost_usd,"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50_latency_ms,"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_ms) AS p50_ttft_ms,"
+        " avg(tokens_per_s) AS avg_tokens_per_s"
+        " FROM llmtap.exchange{where} GROUP BY 1 ORDER BY 1"
+    ).format(
+        bucket=bucket_s,
+        origin=since,
+        where=where_clause(_range_conditions(since, until)),
+    )
+    return await _fetch_all(conn, query)
+
+
+async def first_started(conn: Connection) -> datetime | None:
+    """Return the start time of the oldest exchange, or None when there is none."""
+    query = sql.SQL(
+        "SELECT started_at FROM llmtap.exchange ORDER BY started_at, id LIMIT 1"
+    )
+    rows = await _fetch_all(conn, query)
+    return rows[0]["started_at"] if rows else None
+
+
+# Grouping columns of the per-group lists; the values are column names, never
+# request input, so they can be composed into the query as identifiers.
+GROUPS = {"model": "model", "user": "user_id", "session": "session_id"}
+
+
+async def list_groups(
+    conn: Connection,
+    group: str,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Return one row per model, user or session in a range, busiest first.
+
+    Sessions are ordered by their last exchange instead, so the latest chats
+    come first.
+    """
+    column = sql.Identifier(GROUPS[group])
+    conditions = _range_conditions(since, until)
+    conditions.append(sql.SQL("{} IS NOT NULL").format(column))
+    order = "last_seen DESC" if group == "session" else "exchanges DESC"
+
+    query = sql.SQL(
+        "SELECT {column} AS key,"
+        " max(user_name) AS user_name, max(session_name) AS session_name,"
+        " count(*) AS exchanges,"
+        " count(*) FILTER (WHERE outcome <> 'success') AS errors,"
+        " sum(prompt_tokens) AS prompt_tokens,"
+        " sum(completion_tokens) AS completion_tokens,"
+        " sum(cost_usd) AS cost_usd,"
+        " avg(latency_ms) AS avg_latency_ms,"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
+        " min(started_at) AS first_seen, max(started_at) AS last_seen,"
+        " count(DISTINCT model) AS models, count(DISTINCT user_id) AS users"
+        " FROM llmtap.exchange{where} GROUP BY {column}"
+        " ORDER BY {order}, key LIMIT {limit}"
+    ).format(
+        column=column,
+        where=where_clause(conditions),
+        order=sql.SQL(order),
+        limit=max(1, min(limit, MAX_PAGE_SIZE)),
+    )
+    return await _fetch_all(conn, query)
+
+
+async def list_outcomes(
+    conn: Connection, since: datetime | None, until: datetime | None
+) -> list[dict[str, Any]]:
+    """Return the count of each failed outcome and error kind in a range."""
+    conditions = _range_conditions(since, until)
+    conditions.append(sql.SQL("outcome <> 'success'"))
+    query = sql.SQL(
+        "SELECT outcome, error_kind, http_status, count(*) AS exchanges"
+        " FROM llmtap.exchange{where} GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 20"
+    ).format(where=where_clause(conditions))
+    return await _fetch_all(conn, query)
+
+
+# Upper bound on the exchanges shown for one session; longer sessions are cut.
+SESSION_EXCHANGE_LIMIT = 1000
+
+
+async def list_session_exchanges(
+    conn: Connection, session_id: str
+) -> list[dict[str, Any]]:
+    """Return the summaries of one session's exchanges, oldest first."""
+    query = sql.SQL(
+        "SELECT {columns} FROM llmtap.exchange WHERE session_id = {session}"
+        " ORDER BY started_at, id LIMIT {limit}"
+    ).format(
+        columns=sql.SQL(", ").join(sql.SQL(c) for c in SUMMARY_COLUMNS),
+        session=session_id,
+        limit=SESSION_EXCHANGE_LIMIT,
+    )
+    return await _fetch_all(conn, query)

@@ -15,7 +15,18 @@ from app.store.db import conninfo
 from app.web import errors
 from app.web.pool import ConnectionPool
 from app.web.security import SecurityHeadersMiddleware
-from app.web.views import api, exchange, exchanges, health, signin
+from app.web.views import (
+    api,
+    exchange,
+    exchanges,
+    export,
+    groups,
+    health,
+    live,
+    overview,
+    sessions,
+    signin,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -54,7 +65,10 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAP
     _add_middleware(app, settings)
     errors.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (health, signin, exchanges, exchange, api):
+    # Fixed paths come before /exchanges/{id} and /api/exchanges/{id}, which
+    # would otherwise take "export.csv" or "live" for an id.
+    routers = (health, signin, overview, exchanges, export, exchange, live, api)
+    for module in (*routers, sessions, groups):
         app.include_router(module.router)
     return app
 

@@ -7,7 +7,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.web import auth, formatting
+from app.web import auth, formatting, spool
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -30,5 +30,6 @@ def render(
         csrf_token=auth.csrf_token(request),
         auth_enabled=auth.auth_enabled(settings),
         signed_in=auth.is_signed_in(request),
+        dropped=spool.dropped_exchanges(settings),
     )
     return templates.TemplateResponse(request, name, context, status_code=status_code)

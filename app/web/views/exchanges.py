@@ -3,7 +3,7 @@
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from app.store import queries
 from app.web import filters, formatting
@@ -13,11 +13,6 @@ from app.web.templating import render
 router = APIRouter(dependencies=[Depends(require_sign_in)])
 
 PAGE_SIZE = 50
-
-
-@router.get("/")
-async def start_page() -> Response:
-    return RedirectResponse("/exchanges", status_code=303)
 
 
 @router.get("/exchanges")

@@ -1,0 +1,89 @@
+"""Live mode: new exchanges pushed to the list as server-sent events."""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import StreamingResponse
+
+from app.store import queries
+from app.web import filters, formatting
+from app.web.auth import require_sign_in
+from app.web.pool import DatabaseUnavailableError
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_sign_in)])
+
+POLL_INTERVAL_S = 1.0
+# A comment line this often keeps idle connections open through proxies.
+HEARTBEAT_S = 15.0
+
+# Position before every exchange, for a table that is still empty.
+BEGINNING = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
+
+
+@router.get("/exchanges/live")
+async def live_exchanges(request: Request) -> StreamingResponse:
+    where = filters.exchange_filter(request.query_params)
+    start = _position(
+        request.headers.get("last-event-id") or request.query_params.get("after")
+    )
+    events = _events(request, where, start)
+    # X-Accel-Buffering stops nginx from holding events back in its buffer.
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+def encode_position(recorded_at: datetime, ident: UUID) -> str:
+    return queries.Cursor(recorded_at, ident).encode()
+
+
+def _position(token: str | None) -> tuple[datetime, UUID] | None:
+    if not token:
+        return None
+    try:
+        cursor = queries.Cursor.decode(token)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return cursor.started_at, cursor.id
+
+
+async def _events(
+    request: Request, where: queries.ExchangeFilter, start: tuple[datetime, UUID] | None
+) -> AsyncIterator[str]:
+    pool = request.app.state.pool
+    position = start
+    idle_s = 0.0
+    # retry tells EventSource how long to wait before reconnecting, in ms.
+    yield "retry: 3000\n\n"
+
+    while not await request.is_disconnected():
+        try:
+            async with pool.connection() as conn:
+                if position is None:
+                    position = await queries.latest_recorded(conn) or BEGINNING
+                rows = await queries.list_recorded_after(conn, where, position)
+        except (queries.SchemaMissingError, DatabaseUnavailableError) as exc:
+            logger.warning("live mode query failed error=%s", exc)
+            rows = []
+
+        for row in rows:
+            position = (row["recorded_at"], row["id"])
+            yield _event(row, encode_position(*position))
+        idle_s = 0.0 if rows else idle_s + POLL_INTERVAL_S
+        if idle_s >= HEARTBEAT_S:
+            idle_s = 0.0
+            yield ": heartbeat\n\n"
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+def _event(row: dict, event_id: str) -> str:
+    row["display"] = formatting.display_row(row)
+    data = json.dumps(jsonable_encoder(row), separators=(",", ":"))
+    return f"event: exchange\nid: {event_id}\ndata: {data}\n\n"

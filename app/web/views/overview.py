@@ -1,0 +1,88 @@
+"""The overview page: totals, charts over time, top models, users and errors."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from app.store import queries
+from app.web import filters
+from app.web.auth import require_sign_in
+from app.web.templating import render
+
+router = APIRouter(dependencies=[Depends(require_sign_in)])
+
+DEFAULT_RANGE = "24h"
+
+# Bucket width per range, chosen for 48 to 60 points per chart.
+BUCKET_S = {"1h": 60, "24h": 1800, "7d": 3 * 3600, "30d": 12 * 3600}
+ALL_TIME_POINTS = 60
+
+SERIES = (
+    "exchanges",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "p50_ttft_ms",
+    "avg_tokens_per_s",
+)
+
+
+@router.get("/")
+async def overview_page(request: Request) -> Response:
+    range_value = request.query_params.get("range") or DEFAULT_RANGE
+    since = filters.range_start(range_value)
+    until = datetime.now(UTC)
+
+    async with request.app.state.pool.connection() as conn:
+        if since is None:
+            since = await queries.first_started(conn) or until - timedelta(hours=1)
+        bucket_s = BUCKET_S.get(range_value) or _all_time_bucket(since, until)
+        totals = await queries.overview_totals(conn, since, None)
+        series = await queries.overview_series(conn, since, None, bucket_s)
+        models = await queries.list_groups(conn, "model", since, None, limit=10)
+        users = await queries.list_groups(conn, "user", since, None, limit=10)
+        outcomes = await queries.list_outcomes(conn, since, None)
+
+    return render(
+        request,
+        "overview.html",
+        range_value=range_value,
+        ranges=filters.RANGES,
+        totals=totals,
+        chart=chart_data(series, since, until, bucket_s),
+        models=models,
+        users=users,
+        outcomes=outcomes,
+    )
+
+
+def _all_time_bucket(since: datetime, until: datetime) -> int:
+    span_s = (until - since).total_seconds()
+    return max(60, int(span_s / ALL_TIME_POINTS))
+
+
+def chart_data(
+    series: list[dict[str, Any]], since: datetime, until: datetime, bucket_s: int
+) -> dict[str, list[Any]]:
+    """Return column arrays for the charts, with empty buckets filled in.
+
+    Counts, tokens and cost of an empty bucket are 0; latencies stay null so the
+    charts show a gap instead of a false zero.
+    """
+    by_bucket = {int(row["bucket"].timestamp()): row for row in series}
+    start = int(since.timestamp())
+    times = list(range(start, int(until.timestamp()) + 1, bucket_s))
+    columns: dict[str, list[Any]] = {"time": times}
+    for name in SERIES:
+        empty = None if "latency" in name or "ttft" in name or "per_s" in name else 0
+        values = []
+        for time in times:
+            value = by_bucket.get(time, {}).get(name, empty)
+            values.append(float(value) if value is not None else None)
+        columns[name] = values
+    return columns
