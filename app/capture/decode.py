@@ -69,12 +69,22 @@ class _ZlibStage:
             out += self._decompressor.decompress(rest, max(limit - len(out), 1))
         return out
 
+    @property
+    def ended_early(self) -> bool:
+        """Whether compressed data arrived but its end marker did not."""
+        return self._started and not self.plain and not self._decompressor.eof
+
     def _retry_or_fall_back(self, limit: int) -> bytes:
         held = b"".join(self._held)
         self._held.clear()
 
         # "deflate" means zlib-wrapped data, but some servers send raw deflate.
-        if self.coding == "deflate" and self._wbits == zlib.MAX_WBITS:
+        # Raw deflate has no header, so text that looks plain is taken as plain.
+        if (
+            self.coding == "deflate"
+            and self._wbits == zlib.MAX_WBITS
+            and not _looks_like_text(held)
+        ):
             self._wbits = _RAW_DEFLATE_WBITS
             self._decompressor = zlib.decompressobj(self._wbits)
             return self.feed(held, limit)
@@ -83,13 +93,38 @@ class _ZlibStage:
         return held
 
 
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:64]
+    if not head or not (head[0] in b"\t\n\r" or 0x20 <= head[0] < 0x7F):
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A character cut at the end of the sample is still text.
+        return exc.start >= len(head) - 3
+    return True
+
+
 class _BrotliStage:
     def __init__(self) -> None:
         self.coding = "br"
         self._decompressor = brotli.Decompressor()
+        self._started = False
         self.plain = False
 
+    @property
+    def ended_early(self) -> bool:
+        """Whether compressed data arrived but the brotli stream did not finish."""
+        if not self._started:
+            return False
+        try:
+            return not self._decompressor.is_finished()
+        except brotli.error:
+            # A decoder that already failed has reported its error.
+            return False
+
     def feed(self, data: bytes, limit: int) -> bytes:
+        self._started = True
         try:
             return self._decompressor.process(data, output_buffer_limit=limit)
         except brotli.error as exc:
@@ -158,6 +193,8 @@ class BodyDecoder:
                     f"content-encoding {stage.coding} declared but the body is not "
                     f"{stage.coding}; it was read as plain bytes"
                 )
+            elif not self._stopped and not self._raw_mode and stage.ended_early:
+                self.notes.append(f"the {stage.coding} data ended before its end")
 
         text = self._decode_text(b"", final=True)
         if self._text_fffd > self._raw_fffd:

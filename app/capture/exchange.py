@@ -182,14 +182,15 @@ class ExchangeParser:
         size: int = 0,
     ) -> None:
         """Apply one decoded JSON value; ms is None for a whole non-stream body."""
+        kind = "other"
+        if isinstance(value, dict):
+            # Error objects go through the handler too: response.failed ends a stream.
+            kind = self.handler(self.assembly, value, event_name)
+
         message = find_stream_error(value, event_name)
         if message is not None:
             self.assembly.add_stream_error(message)
             kind = "error"
-        elif isinstance(value, dict):
-            kind = self.handler(self.assembly, value, event_name)
-        else:
-            kind = "other"
 
         if ms is not None:
             self.assembly.record(ms, size, kind)
