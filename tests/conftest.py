@@ -47,7 +47,10 @@ def appliance(upstream: ScriptedUpstream) -> Iterator[Appliance]:
     """The whole stack, booted from an empty data dir and migrated."""
     require_components()
     roots = data_root()
-    with Appliance(next(roots) / "data", upstream.url) as running:
+    # A short header timeout lets the silent-upstream test finish; the default
+    # (600 s, for cold model loads) is checked by a settings test.
+    settings = {"upstream_header_timeout_s": "10"}
+    with Appliance(next(roots) / "data", upstream.url, **settings) as running:
         result = running.migrate()
         assert result.returncode == 0, result.stdout + result.stderr
         yield running

@@ -88,8 +88,9 @@ def new_client(settings: Settings) -> httpx.AsyncClient:
         trust_env=False,
     )
     # httpx adds Accept, Accept-Encoding, Connection and User-Agent to every
-    # request unless told otherwise; the upstream must see the client's own.
-    client.headers = httpx.Headers()
+    # request it sends; the upstream must see the client's headers only. The
+    # headers setter would put the defaults back, so the mapping is emptied.
+    client.headers.clear()
     return client
 
 

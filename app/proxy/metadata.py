@@ -34,6 +34,7 @@ SECRET_QUERY_PARAMETERS = re.compile(
     r"(?i)(^|&)((?:api[_-]?)?key|token|access_token|sig|signature|secret|password)=([^&]*)"
 )
 BEARER = re.compile(r"(?i)^(bearer|basic)\s+")
+MIN_SECRET_LENGTH = 8
 
 
 @dataclass(slots=True)
@@ -168,6 +169,28 @@ def mask_query(query: bytes) -> str:
     """Return the query string with secret-looking parameter values replaced by ***."""
     text = query.decode("latin-1")
     return SECRET_QUERY_PARAMETERS.sub(lambda match: f"{match[1]}{match[2]}=***", text)
+
+
+def secret_values(headers: list[tuple[bytes, bytes]], query: bytes) -> list[str]:
+    """Return the credentials this request carried, to scrub wherever they recur.
+
+    An upstream may echo a key back (an error that quotes the request, say), so
+    the stored bodies are searched for these values too. Values shorter than
+    MIN_SECRET_LENGTH are skipped because they would match ordinary text.
+    """
+    found: list[str] = []
+    for raw_name, raw_value in headers:
+        if raw_name.decode("latin-1").lower() not in CREDENTIAL_HEADERS:
+            continue
+        value = _text(raw_value)
+        found.append(value)
+        found.append(BEARER.sub("", value))
+        found.extend(part.split("=", 1)[-1].strip() for part in value.split(";"))
+    for match in SECRET_QUERY_PARAMETERS.finditer(query.decode("latin-1")):
+        found.append(match[3])
+        found.append(unquote(match[3]))
+    unique = {value for value in found if len(value) >= MIN_SECRET_LENGTH}
+    return sorted(unique, key=len, reverse=True)
 
 
 def _text(value: bytes) -> str:

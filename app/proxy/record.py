@@ -9,7 +9,13 @@ from app.capture.model import empty_parsed
 from app.pricing import Price, cost_usd
 from app.proxy import exchange as ends
 from app.proxy.exchange import Exchange
-from app.proxy.metadata import Metadata, mask_query, read_metadata, redact_headers
+from app.proxy.metadata import (
+    Metadata,
+    mask_query,
+    read_metadata,
+    redact_headers,
+    secret_values,
+)
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -173,17 +179,27 @@ def decide_outcome(
 
 
 def properties(meta: Metadata, parsed: Parsed) -> dict[str, object]:
-    values: dict[str, object] = dict(meta.properties)
-    if "retry_after" in parsed.extra:
-        values.setdefault("retry_after", parsed.extra["retry_after"])
+    """Return the client's properties plus the facts the parser found on the side.
+
+    The client's Helicone-Property-* values win over a parsed fact of the same name.
+    """
+    values: dict[str, object] = {**parsed.extra, **meta.properties}
     if parsed.durations:
         values.setdefault("durations_ms", parsed.durations)
     return values
 
 
-def encode_row(row: dict[str, object]) -> bytes:
-    """Serialise a row as one JSON line that PostgreSQL text and jsonb accept."""
+def encode_row(row: dict[str, object], secrets: list[str]) -> bytes:
+    """Serialise a row as one JSON line that PostgreSQL text and jsonb accept.
+
+    Every occurrence of the request's own credentials is replaced, whichever
+    column it ended up in.
+    """
     line = json.dumps(row, ensure_ascii=False, default=str)
+    for secret in secrets:
+        escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+        if escaped in line:
+            line = line.replace(escaped, "***")
     if "\\u0000" in line:
         # PostgreSQL text and jsonb cannot hold U+0000.
         line = line.replace("\\u0000", "\\ufffd")

@@ -12,6 +12,7 @@ import logging
 from collections import deque
 
 from app.proxy.exchange import Exchange
+from app.proxy.metadata import secret_values
 from app.proxy.record import RowBuilder, encode_row
 from app.store.spool import Spool
 from app.store.writer import Writer
@@ -97,7 +98,7 @@ class Recorder:
     def record(self, exchange: Exchange) -> bytes:
         row = self.builder.build(exchange)
         log_exchange(row)
-        return encode_row(row)
+        return encode_row(row, secret_values(exchange.request_headers, exchange.query))
 
     async def stop(self) -> None:
         """Write what is queued to the spool, try one last ship, then stop."""

@@ -103,12 +103,17 @@ class Appliance:
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + BOOT_TIMEOUT_S
-        checks = [f"{self.proxy_url}/_llmtap/health", f"{self.entry_url}/_llmtap/health"]
+        checks = [
+            f"{self.proxy_url}/_llmtap/health",
+            f"{self.entry_url}/_llmtap/health",
+        ]
         checks.append(f"{self.dashboard_url}/healthz")
         for url in checks:
             while True:
                 if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"appliance exited during boot; log:\n{self.log()}")
+                    raise RuntimeError(
+                        f"appliance exited during boot; log:\n{self.log()}"
+                    )
                 try:
                     if httpx.get(url, timeout=1).status_code == 200:
                         break
@@ -152,8 +157,14 @@ class Appliance:
 
     def supervisorctl(self, *arguments: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(ROOT / "supervisord.conf"),
-             *arguments],
+            [
+                sys.executable,
+                "-m",
+                "supervisor.supervisorctl",
+                "-c",
+                str(ROOT / "supervisord.conf"),
+                *arguments,
+            ],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
@@ -171,23 +182,45 @@ class Appliance:
             password=password,
         )
 
-    def query(self, sql: str, *params: Any, user: str = "postgres") -> list[dict[str, Any]]:
-        with psycopg.connect(self.conninfo(user), autocommit=True, row_factory=dict_row) as conn:
+    def query(
+        self, sql: str, *params: Any, user: str = "postgres"
+    ) -> list[dict[str, Any]]:
+        with psycopg.connect(
+            self.conninfo(user), autocommit=True, row_factory=dict_row
+        ) as conn:
             cursor = conn.execute(sql, params or None)
             return cursor.fetchall() if cursor.description else []
 
-    def exchange(self, exchange_id: str, timeout_s: float = 10) -> dict[str, Any] | None:
+    def exchange(
+        self, exchange_id: str, timeout_s: float = 10
+    ) -> dict[str, Any] | None:
         """Wait until the exchange is stored; return its row, or None on timeout."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                rows = self.query("SELECT * FROM llmtap.exchange WHERE id = %s", exchange_id)
+                rows = self.query(
+                    "SELECT * FROM llmtap.exchange WHERE id = %s", exchange_id
+                )
             except psycopg.errors.UndefinedTable:
                 rows = []
             if rows:
                 return rows[0]
             if time.monotonic() > deadline:
                 return None
+            time.sleep(0.05)
+
+    def wait_rows(
+        self, where: str, *params: Any, count: int = 1, timeout_s: float = 10
+    ) -> list[dict[str, Any]]:
+        """Wait until at least `count` exchanges match `where`; return them, oldest first."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            rows = self.query(
+                f"SELECT * FROM llmtap.exchange WHERE {where} ORDER BY started_at",
+                *params,
+            )
+            if len(rows) >= count or time.monotonic() > deadline:
+                return rows
             time.sleep(0.05)
 
     def log(self) -> str:
