@@ -45,7 +45,9 @@ async def signin_submit(
     if not auth.password_matches(settings, password):
         limiter.record_failure(address)
         logger.warning("sign-in failed client=%s", address)
-        return render(request, "signin.html", 401, next=target, error="Wrong password.")
+        # 200, not 401: the form itself is the answer, and 401 would need a
+        # WWW-Authenticate challenge that this form-based sign-in does not have.
+        return render(request, "signin.html", next=target, error="Wrong password.")
 
     limiter.reset(address)
     # A fresh session on sign-in, so a token planted before it is not kept.

@@ -1,0 +1,30 @@
+"""Before the first migration the dashboard explains how to create the schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+def test_pages_say_schema_missing_then_work(fresh_appliance: Any) -> None:
+    base = fresh_appliance.dashboard_url
+    paths = ["/", "/exchanges", "/sessions", "/users", "/models"]
+
+    before = {path: httpx.get(base + path, timeout=10) for path in paths}
+    api_before = httpx.get(base + "/api/exchanges", timeout=10)
+    health = httpx.get(base + "/healthz", timeout=10)
+    result = fresh_appliance.migrate()
+    after = {path: httpx.get(base + path, timeout=10) for path in paths}
+
+    for path, response in before.items():
+        assert response.status_code == 503, path
+        assert "The database schema is missing" in response.text, path
+        assert "kubectl exec POD -- migrate" in response.text, path
+        assert "scripts/migrate" in response.text, path
+    assert api_before.json()["error"]["type"] == "schema_missing"
+    assert health.status_code == 200
+    assert result.returncode == 0, result.stdout + result.stderr
+    for path, response in after.items():
+        assert response.status_code == 200, path
+        assert "schema is missing" not in response.text, path
