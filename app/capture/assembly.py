@@ -19,9 +19,9 @@ USAGE_KEYS = (
 class ToolCalls:
     """Tool calls of one choice, assembled from deltas or added whole.
 
-    Deltas are grouped by their `index`, except that a delta with a new `id`
-    (or a different function name and no id) at an index already in use starts
-    a new call: Ollama's OpenAI endpoint puts index 0 on every call of a turn.
+    Deltas are grouped by their `index`. A delta with a new `id` (or, without
+    an id, a different function name) at an index already in use starts a new
+    call, because Ollama's OpenAI endpoint puts index 0 on every call of a turn.
     """
 
     def __init__(self) -> None:
@@ -143,7 +143,7 @@ class Assembly:
         return self.choices[key]
 
     def set_usage(self, usage: dict | None) -> bool:
-        """Keep a reported usage; None or a usage without counts changes nothing."""
+        """Keep a reported usage and return True. None changes nothing."""
         if usage is None:
             return False
 
@@ -151,7 +151,7 @@ class Assembly:
         return True
 
     def add_stream_error(self, message: str) -> None:
-        """Record an error reported inside the body; the first one is kept."""
+        """Record an error reported inside the body. The first one is kept."""
         if self.stream_error is None:
             self.stream_error = message
         elif message != self.stream_error:
@@ -170,8 +170,8 @@ class Assembly:
 def normalize_usage(raw: object) -> dict | None:
     """Map an OpenAI-style usage object to the stored usage keys.
 
-    Chat, completions and embeddings use prompt_tokens and completion_tokens;
-    the Responses API uses input_tokens and output_tokens. Returns None when
+    Chat, completions and embeddings use prompt_tokens and completion_tokens,
+    and the Responses API uses input_tokens and output_tokens. Returns None when
     the object has no token count at all.
     """
     if not isinstance(raw, dict):

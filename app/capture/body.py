@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from app.capture.decode import BodyDecoder
 
-# Formats a response body can have; each has its own splitter in the parser.
+# Formats a response body can have. The parser splits each one differently.
 SSE = "sse"
 NDJSON = "ndjson"
 JSON = "json"

@@ -10,8 +10,8 @@ import zlib
 
 import brotli
 
-# Decompressed bytes kept per body. It bounds memory against decompression bombs;
-# a model server's answer is orders of magnitude smaller.
+# Maximum decompressed bytes kept per body. It bounds memory against
+# decompression bombs, and model server responses are far smaller.
 MAX_DECODED_BYTES = 256 * 1024 * 1024
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -33,7 +33,7 @@ class _ZlibStage:
         self.coding = coding
         self._wbits = _GZIP_WBITS if coding == "gzip" else zlib.MAX_WBITS
         self._decompressor = zlib.decompressobj(self._wbits)
-        self._held: list[bytes] = []
+        self._raw_before_output: list[bytes] = []
         self._started = False
         self.plain = False
 
@@ -41,7 +41,7 @@ class _ZlibStage:
         if self.plain:
             return data
         if not self._started:
-            self._held.append(data)
+            self._raw_before_output.append(data)
 
         try:
             out = self._decompress(data, limit)
@@ -52,13 +52,13 @@ class _ZlibStage:
 
         if out and not self._started:
             self._started = True
-            self._held.clear()
+            self._raw_before_output.clear()
         return out
 
     def _decompress(self, data: bytes, limit: int) -> bytes:
         out = self._decompressor.decompress(data, limit)
 
-        # gzip allows several members back to back; each needs a new decompressor.
+        # gzip allows several members back to back, and each needs a new decompressor.
         while (
             self.coding == "gzip"
             and self._decompressor.eof
@@ -75,22 +75,22 @@ class _ZlibStage:
         return self._started and not self.plain and not self._decompressor.eof
 
     def _retry_or_fall_back(self, limit: int) -> bytes:
-        held = b"".join(self._held)
-        self._held.clear()
+        raw = b"".join(self._raw_before_output)
+        self._raw_before_output.clear()
 
         # "deflate" means zlib-wrapped data, but some servers send raw deflate.
         # Raw deflate has no header, so text that looks plain is taken as plain.
         if (
             self.coding == "deflate"
             and self._wbits == zlib.MAX_WBITS
-            and not _looks_like_text(held)
+            and not _looks_like_text(raw)
         ):
             self._wbits = _RAW_DEFLATE_WBITS
             self._decompressor = zlib.decompressobj(self._wbits)
-            return self.feed(held, limit)
+            return self.feed(raw, limit)
 
         self.plain = True
-        return held
+        return raw
 
 
 def _looks_like_text(data: bytes) -> bool:
@@ -159,7 +159,7 @@ class BodyDecoder:
         self._stages: list[_ZlibStage | _BrotliStage] = []
         self._raw_mode = False
         self._stopped = False
-        self._raw_held: list[bytes] = []
+        self._raw_before_output: list[bytes] = []
         self._decoded_bytes = 0
         self._tail = b""
         self._raw_fffd = 0
@@ -170,7 +170,7 @@ class BodyDecoder:
         codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
         codings = [c for c in codings if c and c != "identity"]
 
-        # The header lists codings in the order they were applied; undo them backwards.
+        # Codings are listed in the order applied, so they are undone in reverse.
         try:
             self._stages = [_make_stage(c) for c in reversed(codings)]
         except DecodeError as exc:
@@ -207,7 +207,7 @@ class BodyDecoder:
         if self._stopped:
             return b""
         if self._decoded_bytes == 0 and self._stages:
-            self._raw_held.append(raw)
+            self._raw_before_output.append(raw)
 
         data = raw
         for stage in self._stages:
@@ -220,7 +220,7 @@ class BodyDecoder:
                 return self._on_stage_error(str(exc))
 
         if data:
-            self._raw_held.clear()
+            self._raw_before_output.clear()
         return data
 
     def _on_stage_error(self, message: str) -> bytes:
@@ -231,9 +231,9 @@ class BodyDecoder:
 
         # Nothing decoded yet: keep the raw bytes as the stored body.
         self._raw_mode = True
-        held = b"".join(self._raw_held)
-        self._raw_held.clear()
-        return held
+        raw = b"".join(self._raw_before_output)
+        self._raw_before_output.clear()
+        return raw
 
     def _within_budget(self, data: bytes) -> bytes:
         room = MAX_DECODED_BYTES - self._decoded_bytes

@@ -4,7 +4,7 @@ import json
 
 from app.capture.assembly import error_text
 
-# HTTP statuses with a kind of their own; other 4xx are client_error, 5xx server_error.
+# HTTP statuses with a kind of their own. Other 4xx are client_error, 5xx server_error.
 _KIND_BY_STATUS = {
     400: "bad_request",
     401: "unauthorized",

@@ -181,7 +181,7 @@ class ExchangeParser:
         ms: float | None = None,
         size: int = 0,
     ) -> None:
-        """Apply one decoded JSON value; ms is None for a whole non-stream body."""
+        """Apply one decoded JSON value. ms is None for a whole non-stream body."""
         kind = "other"
         if isinstance(value, dict):
             # Error objects go through the handler too: response.failed ends a stream.
@@ -237,6 +237,8 @@ class ExchangeParser:
         return kinds
 
     def _ended_early(self) -> bool:
+        # NOTE: the capture does not say how the connection ended, so a stream
+        # that ends cleanly but without its end marker also counts as closed.
         if self.format not in (SSE, NDJSON) or self.assembly.done:
             return False
         # A capture the proxy cut short cannot show how the stream ended.
@@ -264,10 +266,11 @@ def _header_map(headers: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def parse_exchange(captured: Captured, max_body_bytes: int = 1_048_576) -> Parsed:
-    """Parse a captured exchange into the values stored for it; never raises.
+    """Parse a captured exchange into the values stored for it.
 
-    An unexpected failure inside the parser still yields a Parsed, with the
-    endpoint and a note naming the failure, so the exchange is logged.
+    Any Exception raised inside the parser is caught: the result is then a
+    Parsed with only the endpoint and a note naming the failure, so the
+    exchange is still logged. The fuzz tests check that input never gets there.
     """
     try:
         return ExchangeParser(captured, max_body_bytes).run()

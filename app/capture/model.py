@@ -20,7 +20,7 @@ class Captured:
 
 @dataclass(slots=True)
 class Parsed:
-    """Values stored for one exchange; docs/fields.md describes every field."""
+    """Values stored for one exchange, each described in docs/fields.md."""
 
     endpoint: str
     is_stream: bool

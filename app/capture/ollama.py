@@ -136,7 +136,7 @@ def summarize_ollama_embeddings(body: dict) -> tuple[dict, dict]:
 
 
 def apply_pull(assembly: Assembly, obj: dict, event_name: str | None = None) -> str:
-    """Apply an /api/pull progress line; {"status": "success"} ends the pull."""
+    """Apply an /api/pull progress line. {"status": "success"} ends the pull."""
     status = obj.get("status")
     if not isinstance(status, str):
         return "other"

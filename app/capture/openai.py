@@ -142,7 +142,7 @@ def _apply_response_event(assembly: Assembly, obj: dict, event_type: str) -> str
         assembly.done = True
         response = obj.get("response")
         if isinstance(response, dict):
-            # The deltas already carried the output; only totals are taken here.
+            # The deltas already carried the output, so only totals are taken here.
             _apply_response_object(assembly, response, with_output=False)
         return "done"
     if event_type in ("response.created", "response.in_progress"):

@@ -27,7 +27,7 @@ def redact_request_body(
     "data:image/png;base64,<elided 20000000 chars sha256=...>" unless
     keep_images. truncated is True when anything was elided or cut. A body
     still over max_body_bytes is stored as a JSON string of its first bytes.
-    Non-JSON bodies are stored as a JSON string; an empty body gives None.
+    Non-JSON bodies are stored as a JSON string, and an empty body gives None.
     """
     if not body:
         return None, False, False

@@ -1,4 +1,4 @@
-"""What the parser needs from the request: endpoint family and request body fields."""
+"""Endpoint family of a request path and the request body fields the parser uses."""
 
 from dataclasses import dataclass
 
@@ -18,7 +18,7 @@ _OLLAMA_PATHS = {
     "/api/pull": "ollama.pull",
 }
 
-# Ollama native endpoints that stream unless the request says "stream": false.
+# Ollama native endpoints that stream unless the request sets "stream": false.
 OLLAMA_STREAMING = frozenset({"ollama.chat", "ollama.generate", "ollama.pull"})
 
 
@@ -37,7 +37,7 @@ def classify_path(path: str, method: str = "POST") -> str:
         return "openai.completions"
     if clean.endswith("/embeddings"):
         return "openai.embeddings"
-    # Only GET lists or reads models; POST /v1beta/models/<m>:embedContent is Gemini.
+    # Only GET lists or reads models. POST /v1beta/models/<m>:embedContent is Gemini.
     is_read = method.upper() in ("GET", "HEAD")
     if is_read and (clean.endswith("/models") or "/models/" in clean):
         return "openai.models"
@@ -48,7 +48,7 @@ def classify_path(path: str, method: str = "POST") -> str:
 
 @dataclass(slots=True)
 class RequestInfo:
-    """Fields read from the request body; None when absent or of the wrong type."""
+    """Fields read from the request body, each None when absent or of another type."""
 
     body: dict | None
     model: str | None

@@ -51,7 +51,7 @@ def _set_request_fields(parsed: Parsed, parser: "ExchangeParser") -> None:
 def _set_outputs(parsed: Parsed, parser: "ExchangeParser") -> None:
     assembly = parser.assembly
     status = parser.captured.status
-    # Usage is only taken from successful responses; error bodies carry none.
+    # Usage is only taken from successful responses, because error bodies carry none.
     if status is not None and status < 400:
         parsed.usage = assembly.usage
 
@@ -187,11 +187,15 @@ def _add_notes(parsed: Parsed, parser: "ExchangeParser") -> None:
     notes.extend(parser.body.notes)
     notes.extend(parser.assembly.notes)
     if parser.captured.truncated:
-        notes.append("the proxy stopped keeping chunks; only the kept part was parsed")
+        notes.append(
+            "the proxy stopped keeping chunks, so only the kept part was parsed"
+        )
     if parser.invalid_events:
         notes.append(f"{parser.invalid_events} events or lines were not valid JSON")
     if parser.dropped_final_event:
-        notes.append("the last event was cut off and is not valid JSON; it was skipped")
+        notes.append(
+            "the last event was cut off and is not valid JSON, so it was skipped"
+        )
     if "upstream_closed" in (parsed.error_kind or ""):
         notes.append("the stream ended without its end marker ([DONE] or done: true)")
 
@@ -216,7 +220,7 @@ def _usage_missing_note(parser: "ExchangeParser") -> str:
     note = "usage missing: the upstream reported no token counts"
     body = parser.request.body or {}
     options = body.get("stream_options")
-    asked = isinstance(options, dict) and options.get("include_usage") is True
-    if parser.format == SSE and not asked:
+    requested = isinstance(options, dict) and options.get("include_usage") is True
+    if parser.format == SSE and not requested:
         note += " (the request did not set stream_options.include_usage)"
     return note

@@ -12,7 +12,7 @@ REPLACEMENT = "\ufffd"
 
 _UNSAFE_CHARS = re.compile("[\x00\ud800-\udfff]")
 
-# JSON escapes that decode to NUL or to a surrogate; a body without them needs no walk.
+# JSON escapes that decode to NUL or to a surrogate. Without them, no walk is needed.
 _UNSAFE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
@@ -87,7 +87,7 @@ def snippet(text: str | None, max_chars: int = 500) -> str | None:
 def parse_json(text: str) -> tuple[object, bool, bool]:
     """Decode a JSON text into a value that is safe to store.
 
-    Returns (value, valid, sanitized); value is None when the text is not JSON.
+    Returns (value, valid, sanitized), with value None when the text is not JSON.
     """
     try:
         value = json.loads(text)

@@ -408,7 +408,7 @@ def test_comments_are_not_content():
     assert parsed.error_kind is None
 
 
-def test_role_only_and_empty_content_do_not_set_ttft():
+def test_ttft_skips_role_and_empty_content():
     parts = [
         chat_chunk({"role": "assistant"}),
         chat_chunk({"content": ""}),

@@ -255,58 +255,48 @@ def test_completions_non_stream():
 RESPONSES = "/v1/responses"
 
 
+def _text_delta(text: str) -> bytes:
+    payload = {
+        "type": "response.output_text.delta",
+        "item_id": "m1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": text,
+    }
+    return event(payload, "response.output_text.delta")
+
+
+RESPONSE_COMPLETED = {
+    "type": "response.completed",
+    "response": {
+        "id": "r1",
+        "status": "completed",
+        "model": "mock-1",
+        "output": [
+            {"type": "message", "content": [{"type": "output_text", "text": "Hello"}]}
+        ],
+        "usage": {
+            "input_tokens": 8,
+            "output_tokens": 2,
+            "total_tokens": 10,
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+    },
+}
+
+
 def test_responses_stream():
+    created = {"type": "response.created", "response": {"id": "r1", "model": "m"}}
     parts = [
-        event(
-            {"type": "response.created", "response": {"id": "r1", "model": "mock-1"}},
-            "response.created",
-        ),
-        event(
-            {
-                "type": "response.output_text.delta",
-                "item_id": "m1",
-                "output_index": 0,
-                "content_index": 0,
-                "delta": "Hel",
-            },
-            "response.output_text.delta",
-        ),
-        event(
-            {
-                "type": "response.output_text.delta",
-                "item_id": "m1",
-                "output_index": 0,
-                "content_index": 0,
-                "delta": "lo",
-            },
-            "response.output_text.delta",
-        ),
-        event(
-            {
-                "type": "response.completed",
-                "response": {
-                    "id": "r1",
-                    "status": "completed",
-                    "model": "mock-1",
-                    "output": [
-                        {
-                            "type": "message",
-                            "content": [{"type": "output_text", "text": "Hello"}],
-                        }
-                    ],
-                    "usage": {
-                        "input_tokens": 8,
-                        "output_tokens": 2,
-                        "total_tokens": 10,
-                        "output_tokens_details": {"reasoning_tokens": 0},
-                    },
-                },
-            },
-            "response.completed",
-        ),
+        event(created, "response.created"),
+        _text_delta("Hel"),
+        _text_delta("lo"),
+        event(RESPONSE_COMPLETED, "response.completed"),
     ]
     request = {"model": "mock-1", "input": "Say hello", "stream": True}
+
     parsed = parse_exchange(exchange(RESPONSES, request, parts, headers=SSE_HEADERS))
+
     assert parsed.endpoint == "openai.responses"
     assert parsed.response_text == "Hello"
     assert parsed.usage["prompt_tokens"] == 8
@@ -318,6 +308,14 @@ def test_responses_stream():
     assert parsed.finish_reason == "completed"
     assert parsed.ttft_ms == 20
     assert parsed.prompt_text == "Say hello"
+
+
+def test_responses_model_from_stream_events():
+    parts = [_text_delta("Hi"), event(RESPONSE_COMPLETED, "response.completed")]
+    parsed = parse_exchange(
+        exchange(RESPONSES, {"input": "x"}, parts, headers=SSE_HEADERS)
+    )
+    assert parsed.model == "mock-1"
 
 
 def test_responses_stream_function_call_and_reasoning():
