@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from support.upstream import Script, ScriptedUpstream, SeenRequest, Step, send
+
+from tests.support.upstream import Script, ScriptedUpstream, SeenRequest, Step, send
 
 MARKER_HEADER = "X-Llmtap-Case"
 AUTHORIZATION = "Bearer sk-test-PLACEHOLDER"
@@ -230,11 +231,32 @@ def header_map(value: Any) -> dict[str, Any]:
     return {str(name).lower(): item for name, item in value or []}
 
 
-def row_text(appliance: Any, exchange_id: str) -> str:
-    """Return the whole stored row as JSON text, to search it for secrets."""
+def row_text(appliance: Any, exchange_id: str, *, without: tuple[str, ...] = ()) -> str:
+    """Return the stored row as JSON text, to search it for secrets.
+
+    `without` leaves out columns that hold what the scripted upstream sent
+    back on purpose, such as an echoed request target.
+    """
     rows = appliance.query(
-        "SELECT row_to_json(e)::text AS text FROM llmtap.exchange e WHERE id = %s",
+        "SELECT (to_jsonb(e) - %s::text[])::text AS text"
+        " FROM llmtap.exchange e WHERE id = %s",
+        list(without),
         exchange_id,
     )
     assert rows, f"exchange {exchange_id} was not stored"
     return str(rows[0]["text"])
+
+
+def log_offset(appliance: Any) -> int:
+    """Return the current size of the appliance's combined log, in bytes."""
+    try:
+        return int(appliance.log_path.stat().st_size)
+    except FileNotFoundError:
+        return 0
+
+
+def log_since(appliance: Any, offset: int) -> str:
+    """Return what the appliance's processes logged after `offset`."""
+    with appliance.log_path.open("rb") as log:
+        log.seek(offset)
+        return log.read().decode("utf-8", errors="replace")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import socket
 import zlib
 from typing import Any
@@ -14,8 +13,9 @@ from urllib.parse import urlsplit
 import brotli
 import httpx
 import pytest
-from support import formats
-from support.upstream import Script, SeenRequest, Step, end, send
+
+from tests.support import formats
+from tests.support.upstream import Script, SeenRequest, Step, end, send
 
 from .helpers import (
     JSON,
@@ -25,6 +25,8 @@ from .helpers import (
     fetch,
     header_map,
     header_names,
+    log_offset,
+    log_since,
     row_text,
     sha256,
     stored,
@@ -40,8 +42,6 @@ BONJOUR = (
 BONJOUR_REQUEST = (
     b'{"model":"mock-1","messages":[{"role":"user","content":"Say bonjour"}]}'
 )
-# The proxy's default body limit; the appliance fixture may set another one.
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 def encoded_script(encoding: str, body: bytes) -> Script:
@@ -225,18 +225,14 @@ def test_large_image_body_forwarded(
     assert row["request_bytes"] == len(body)
 
 
-def max_request_bytes(appliance: Any) -> int:
-    env = getattr(appliance, "env", None) or os.environ
-    return int(env.get("LLMTAP_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES))
-
-
 @pytest.mark.parametrize("entry", ["proxy", "nginx"])
 def test_oversized_body_gets_json_413(
-    appliance: Any, stage: Stage, client: httpx.Client, entry: str
+    strict_appliance: Any, stage: Stage, client: httpx.Client, entry: str
 ) -> None:
     """A body over the configured limit gets 413 in the OpenAI error shape."""
+    appliance = strict_appliance
     base_url = appliance.proxy_url if entry == "proxy" else appliance.entry_url
-    limit = max_request_bytes(appliance)
+    limit = int(appliance.env["LLMTAP_MAX_REQUEST_BYTES"])
     body = image_request(1, limit + 1024)
     headers = stage.play("POST", CHAT, body_digest_reply)
     headers["Content-Type"] = "application/json"
@@ -323,6 +319,7 @@ def test_query_forwarded_byte_for_byte(
     """
     headers = stage.play(method, path, raw_target_reply)
     target = f"{path}?{query}"
+    offset = log_offset(appliance)
     response = send_raw_request(appliance.proxy_url, method, target, headers)
     exchange_id = response_header(response, "Helicone-Id")
     row = appliance.exchange(exchange_id, timeout_s=10) if exchange_id else None
@@ -332,7 +329,11 @@ def test_query_forwarded_byte_for_byte(
     assert row is not None
     assert row["path"] == path
     assert row["query"] == stored_query
-    assert "PLACEHOLDER_GOOGLE_KEY" not in row_text(appliance, exchange_id)
+    # The scripted upstream echoes the raw target back in a response header.
+    text = row_text(appliance, exchange_id, without=("response_headers",))
+
+    assert "PLACEHOLDER_GOOGLE_KEY" not in text
+    assert "PLACEHOLDER_GOOGLE_KEY" not in log_since(appliance, offset)
 
 
 @pytest.mark.parametrize("base_path", ["/", "/v1", "/base"])
@@ -376,6 +377,17 @@ SECRETS = [
 NEVER_UPSTREAM = {"proxy-authorization", "keep-alive", "te", "x-hop-note"}
 
 
+def header_names_reply(request: SeenRequest) -> Script:
+    """Reply with the header names seen, but not their values.
+
+    Echoing the values would put the credentials into the response body,
+    which the proxy stores as the upstream sent it.
+    """
+    names = sorted({name.lower() for name, _ in request.headers})
+    body = json.dumps({"seen_headers": names}).encode()
+    return Script(headers=JSON, steps=[send(body)], chunked=False)
+
+
 def test_secrets_masked_and_metadata_stripped(
     appliance: Any, stage: Stage, client: httpx.Client
 ) -> None:
@@ -383,11 +395,12 @@ def test_secrets_masked_and_metadata_stripped(
 
     https://github.com/BerriAI/litellm/pull/35678
     """
-    headers = stage.play("POST", CHAT, Script(echo=True))
+    headers = stage.play("POST", CHAT, header_names_reply)
     headers.update(SECRET_HEADERS)
     headers["Helicone-User-Id"] = "user-123"
     headers["Content-Type"] = "application/json"
     request_body = b'{"model":"mock-1","messages":[{"role":"user","content":"hi"}]}'
+    offset = log_offset(appliance)
     reply = fetch(
         client,
         "POST",
@@ -395,18 +408,22 @@ def test_secrets_masked_and_metadata_stripped(
         headers=headers,
         content=request_body,
     )
-    seen_names = {name.lower() for name, _ in json.loads(reply.body)["headers"]}
+    seen_names = set(json.loads(reply.body)["seen_headers"])
+    seen = stage.seen(headers)
     row = stored(appliance, reply)
     text = row_text(appliance, reply.exchange_id or "")
     properties = {key.lower(): value for key, value in row["properties"].items()}
     logged_headers = header_map(row["request_headers"])
 
     assert reply.status == 200
+    assert seen.header("Authorization") == SECRET_HEADERS["Authorization"]
     assert "authorization" in seen_names
     assert not {name for name in seen_names if name.startswith("helicone-")}
     assert not seen_names & NEVER_UPSTREAM
+    logged = log_since(appliance, offset)
     for secret in SECRETS:
         assert secret not in text, f"{secret} is stored in clear"
+        assert secret not in logged, f"{secret} is in the appliance's log"
     for name in ("authorization", "x-api-key", "cookie", "helicone-auth"):
         assert name in logged_headers
     assert row["user_id"] == "user-123"
