@@ -143,7 +143,7 @@ class Assembly:
         return self.choices[key]
 
     def set_usage(self, usage: dict | None) -> bool:
-        """Keep a reported usage and return True. None changes nothing."""
+        """Keep a reported usage and return whether there was one to keep."""
         if usage is None:
             return False
 

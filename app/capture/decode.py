@@ -190,11 +190,13 @@ class BodyDecoder:
         for stage in self._stages:
             if stage.plain:
                 self.notes.append(
-                    f"content-encoding {stage.coding} declared but the body is not "
-                    f"{stage.coding}; it was read as plain bytes"
+                    f"content-encoding {stage.coding} declared, but the body is not "
+                    f"{stage.coding}, so it was read as plain bytes"
                 )
             elif not self._stopped and not self._raw_mode and stage.ended_early:
-                self.notes.append(f"the {stage.coding} data ended before its end")
+                self.notes.append(
+                    f"the {stage.coding} stream ended before its end marker"
+                )
 
         text = self._decode_text(b"", final=True)
         if self._text_fffd > self._raw_fffd:
@@ -244,8 +246,8 @@ class BodyDecoder:
             if not self.cut:
                 self.cut = True
                 self.notes.append(
-                    f"decoded body cut at {MAX_DECODED_BYTES} bytes; the rest was "
-                    "not read"
+                    f"decoded body cut at {MAX_DECODED_BYTES} bytes, and the rest "
+                    "was not read"
                 )
 
         self._decoded_bytes += len(data)

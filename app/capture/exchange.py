@@ -232,7 +232,7 @@ class ExchangeParser:
             kinds.append("upstream_closed")
         if self.body.error is not None:
             kinds.append("undecodable_body")
-        elif self._invalid_json_body():
+        elif status is not None and status < 400 and self._invalid_json_body():
             kinds.append("invalid_json")
         return kinds
 

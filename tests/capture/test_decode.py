@@ -88,7 +88,7 @@ def test_gzip_corrupted_after_output_keeps_decoded_prefix():
 def test_gzip_cut_short_is_noted():
     data = gzip.compress(TEXT.encode())
     _, decoder = decode([data[: len(data) // 2]], "gzip")
-    assert any("ended before its end" in note for note in decoder.notes)
+    assert any("ended before its end marker" in note for note in decoder.notes)
 
 
 def test_unknown_encoding_keeps_raw_bytes():
