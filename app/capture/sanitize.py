@@ -2,10 +2,12 @@
 
 Postgres rejects NUL in text and jsonb (also as the escape \\u0000) and rejects
 lone UTF-16 surrogates, which json.loads produces from escapes such as \\ud800.
-Both are replaced by U+FFFD.
+Both are replaced by U+FFFD. jsonb also has no NaN or Infinity: the literals
+are rejected as invalid JSON, and numbers too large for a float become null.
 """
 
 import json
+import math
 import re
 
 REPLACEMENT = "\ufffd"
@@ -14,6 +16,9 @@ _UNSAFE_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 # JSON escapes that decode to NUL or to a surrogate. Without them, no walk is needed.
 _UNSAFE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+# An exponent of three or more digits may overflow a float to infinity.
+_LARGE_EXPONENT = re.compile(r"[eE][+-]?\d{3}")
 
 
 def sanitize_text(text: str) -> tuple[str, bool]:
@@ -25,14 +30,21 @@ def sanitize_text(text: str) -> tuple[str, bool]:
 
 
 def needs_json_walk(raw_json: str) -> bool:
-    """Return whether a JSON text may decode to strings that sanitize_text changes."""
-    return "\\u" in raw_json and _UNSAFE_ESCAPE.search(raw_json) is not None
+    """Return whether a JSON text may decode to values that sanitize_json changes."""
+    if "\\u" in raw_json and _UNSAFE_ESCAPE.search(raw_json) is not None:
+        return True
+    return _LARGE_EXPONENT.search(raw_json) is not None
 
 
 def sanitize_json(value: object) -> tuple[object, bool]:
-    """Return a copy of a decoded JSON value with every string and key sanitized."""
+    """Return a copy of a decoded JSON value with every string and key sanitized.
+
+    Floats that overflowed to infinity become None.
+    """
     if isinstance(value, str):
         return sanitize_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, True
 
     if isinstance(value, list):
         changed = False
@@ -90,7 +102,7 @@ def parse_json(text: str) -> tuple[object, bool, bool]:
     Returns (value, valid, sanitized), with value None when the text is not JSON.
     """
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return None, False, False
 
@@ -103,3 +115,8 @@ def parse_json(text: str) -> tuple[object, bool, bool]:
         # Nesting close to the interpreter limit: treat the text as not JSON.
         return None, False, False
     return clean, True, changed
+
+
+def _reject_constant(name: str) -> object:
+    # Python accepts NaN and Infinity, but they are not JSON and jsonb rejects them.
+    raise ValueError(f"{name} is not valid JSON")

@@ -1,5 +1,6 @@
 """Property tests: splitters and the whole parser under random chunkings and input."""
 
+import dataclasses
 import gzip
 import json
 
@@ -196,6 +197,10 @@ FRAGMENTS = st.sampled_from(
         b"\x00",
         b'{"usage":{"prompt_tokens":"x"}}',
         b'{"type":"response.completed","response":1}',
+        b'{"score":1e999}',
+        b"[NaN]",
+        b'{"a":"\\ud800\\u0000"}',
+        b'data: {"choices":[{"delta":{"content":"\\udc00"}}]}\n\n',
     ]
 )
 
@@ -219,6 +224,19 @@ def test_parser_never_raises(
 
     parsed = parse_exchange(captured, max_body_bytes=256)
     assert not any(note.startswith("parser failed") for note in parsed.notes)
-    stored = json.dumps(parsed.response_body, ensure_ascii=False)
-    assert "\\u0000" not in stored
+    # Every field must fit Postgres: allow_nan=False raises on NaN and Infinity,
+    # and a strict UTF-8 encode raises on a lone surrogate.
+    fields = dataclasses.asdict(parsed)
+    json.dumps(fields, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    assert not _has_nul(fields)
     assert len(parsed.timeline) <= 2000
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False

@@ -612,6 +612,20 @@ def test_lone_surrogate_escape_is_sanitized():
     assert parsed.sanitized is True
 
 
+def test_overflowing_number_becomes_null():
+    body = b'{"choices":[{"index":0,"message":{"content":"ok"}}],"score":1e400}'
+    parsed = parse_exchange(exchange(CHAT, NON_STREAM_REQUEST, [body]))
+    assert parsed.response_body["score"] is None
+    assert parsed.sanitized is True
+
+
+def test_nan_literal_is_not_json():
+    body = b'{"choices":[{"index":0,"message":{"content":"ok"}}],"score":NaN}'
+    parsed = parse_exchange(exchange(CHAT, NON_STREAM_REQUEST, [body]))
+    assert parsed.response_body == body.decode()
+    assert parsed.error_kind == "invalid_json"
+
+
 def test_sse_without_content_type_is_sniffed():
     parts = [*C02_PARTS, DONE]
     parsed = parse_exchange(exchange(CHAT, STREAM_REQUEST, parts, headers=[]))
