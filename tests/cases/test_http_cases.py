@@ -7,6 +7,7 @@ import hashlib
 import json
 import socket
 import zlib
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -175,6 +176,11 @@ def test_false_gzip_header_read_as_text(
     assert row["prompt_tokens"] == 12
 
 
+# The proxy may hold the received body and one working copy for the stored
+# row, plus slack for the parsed JSON of the redaction.
+MAX_BODY_COPIES = 3
+
+
 def image_request(image_count: int, image_chars: int) -> bytes:
     """Build a vision request with `image_count` inline base64 PNG data URLs."""
     content: list[dict[str, Any]] = [{"type": "text", "text": "Describe the picture"}]
@@ -183,6 +189,16 @@ def image_request(image_count: int, image_chars: int) -> bytes:
         content.append({"type": "image_url", "image_url": {"url": data_url}})
     message = {"role": "user", "content": content}
     return json.dumps({"model": "vision-mock", "messages": [message]}).encode()
+
+
+def proxy_peak_rss_bytes(appliance: Any) -> int:
+    """Return the proxy process's peak resident memory (VmHWM), in bytes."""
+    result = appliance.supervisorctl("pid", "proxy")
+    pid = int(result.stdout.strip())
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM line for the proxy process {pid}")
 
 
 def body_digest_reply(request: SeenRequest) -> Script:
@@ -213,9 +229,13 @@ def test_large_image_body_forwarded(
     body = image_request(image_count, image_chars)
     headers = stage.play("POST", CHAT, body_digest_reply)
     headers["Content-Type"] = "application/json"
+    peak_before = proxy_peak_rss_bytes(appliance)
     reply = fetch(client, "POST", base_url + CHAT, headers=headers, content=body)
     row = stored(appliance, reply)
     stored_request = json.dumps(row["request_body"])
+    # The peak only moves when this request needs more than any before it, so
+    # the growth is at most what this body cost, never an overcount.
+    peak_growth = proxy_peak_rss_bytes(appliance) - peak_before
 
     assert reply.status == 200
     assert reply.headers.get("x-body-sha256") == sha256(body)
@@ -223,6 +243,7 @@ def test_large_image_body_forwarded(
     assert "A" * 10_000 not in stored_request
     assert row["request_truncated"] is True
     assert row["request_bytes"] == len(body)
+    assert peak_growth <= MAX_BODY_COPIES * len(body)
 
 
 @pytest.mark.parametrize("entry", ["proxy", "nginx"])

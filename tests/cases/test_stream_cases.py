@@ -643,6 +643,36 @@ def test_events_arrive_unbuffered(
     assert abs(row["latency_ms"] - total_ms) <= 150
 
 
+HOP_BY_HOP_RESPONSE = [
+    ("Keep-Alive", "timeout=99"),
+    ("Connection", "X-Upstream-Hop"),
+    ("X-Upstream-Hop", "for the proxy only"),
+    ("Proxy-Authenticate", "Basic"),
+]
+
+
+def test_response_hop_headers_dropped(
+    appliance: Any, stage: Stage, client: httpx.Client
+) -> None:
+    """Headers meant for one connection stop at the proxy."""
+    upstream_headers = [*SSE, *HOP_BY_HOP_RESPONSE]
+    steps = [send(NO_USAGE_EVENTS[0]), send(formats.DONE_EVENT), end()]
+    headers = stage.play("POST", CHAT, Script(headers=upstream_headers, steps=steps))
+    reply = fetch(
+        client,
+        "POST",
+        appliance.proxy_url + CHAT,
+        headers=headers,
+        content=STREAM_REQUEST,
+    )
+
+    assert reply.status == 200
+    assert reply.headers.get("keep-alive") != "timeout=99"
+    assert "x-upstream-hop" not in reply.headers
+    assert "proxy-authenticate" not in reply.headers
+    assert reply.sha256 == sha256(body_of(steps))
+
+
 def test_stream_headers_kept(
     appliance: Any, stage: Stage, client: httpx.Client
 ) -> None:
