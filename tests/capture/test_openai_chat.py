@@ -130,7 +130,7 @@ NON_STREAM_REQUEST = {
         ("gzip", gzip.compress(C04_BODY)),
         ("br", brotli.compress(C04_BODY)),
         ("gzip", C04_BODY),
-        # The parser never sees request headers, so a body compressed without
+        # Captured has no request headers, so a body compressed without
         # Accept-Encoding is the same input as variant a.
         ("gzip", gzip.compress(C04_BODY, compresslevel=1)),
         ("deflate", zlib.compress(C04_BODY)),
