@@ -7,7 +7,13 @@ whole non-stream body), updates the Assembly, and returns the timeline kind.
 import base64
 import binascii
 
-from app.capture.assembly import Assembly, Choice, content_text, normalize_usage
+from app.capture.assembly import (
+    OUTPUT_KINDS,
+    Assembly,
+    Choice,
+    content_text,
+    normalize_usage,
+)
 
 # When one chunk carries several things, the timeline shows the first kind listed.
 _KIND_ORDER = ("tool_call", "content", "reasoning", "usage", "role")
@@ -139,17 +145,25 @@ def _apply_response_event(assembly: Assembly, obj: dict, event_type: str) -> str
         choice.tool_calls.append_arguments(_item_key(obj), delta)
         return "tool_call"
     if event_type in _TERMINAL_EVENTS:
-        assembly.done = True
-        response = obj.get("response")
-        if isinstance(response, dict):
-            # The deltas already carried the output, so only totals are taken here.
-            _apply_response_object(assembly, response, with_output=False)
-        return "done"
+        return _finish_response(assembly, choice, obj.get("response"))
     if event_type in ("response.created", "response.in_progress"):
         response = obj.get("response")
         if isinstance(response, dict):
             _note_model(assembly, response)
     return "other"
+
+
+def _finish_response(assembly: Assembly, choice: Choice, response: object) -> str:
+    assembly.done = True
+    if not isinstance(response, dict):
+        return "done"
+
+    # Output already carried by deltas must not be added twice. A stream with
+    # no deltas takes its output from the final response, which then counts
+    # as the first output for time to first token.
+    has_output = bool(choice.text or choice.reasoning or choice.tool_calls.result())
+    kind = _apply_response_object(assembly, response, with_output=not has_output)
+    return kind if kind in OUTPUT_KINDS else "done"
 
 
 _REASONING_DELTAS = frozenset(

@@ -310,6 +310,16 @@ def test_responses_stream():
     assert parsed.prompt_text == "Say hello"
 
 
+def test_responses_final_event_without_deltas():
+    parts = [event(RESPONSE_COMPLETED, "response.completed")]
+    parsed = parse_exchange(
+        exchange(RESPONSES, {"input": "x"}, parts, headers=SSE_HEADERS)
+    )
+    assert parsed.response_text == "Hello"
+    assert parsed.done is True
+    assert parsed.ttft_ms == 10
+
+
 def test_responses_model_from_stream_events():
     parts = [_text_delta("Hi"), event(RESPONSE_COMPLETED, "response.completed")]
     parsed = parse_exchange(
