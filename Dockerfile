@@ -5,6 +5,9 @@
 #   docker run -p 3100:3100 -p 8786:8786 -v llmtap:/data \
 #       -e LLMTAP_UPSTREAM_URL=http://ollama:11434 llmtap
 #
+# Stop it with `docker stop -t 90`: supervisord gives the proxy up to 20 s to
+# flush its spool and PostgreSQL up to 60 s, more than the default 10 s.
+#
 # Behind a TLS-inspecting proxy, mount its CA bundle for the build only:
 #   podman build -v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro .
 # pip and npm then trust that bundle; it is never copied into a layer.
@@ -51,8 +54,7 @@ RUN mkdir -p /etc/postgresql-common/createcluster.d \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
         ca-certificates nginx postgresql-15 python3 python3-venv tini \
-    && rm -rf /var/lib/apt/lists/* \
-    && rm -f /etc/nginx/sites-enabled/default
+    && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/llmtap
 

@@ -32,9 +32,10 @@ pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 BUILD_TIMEOUT_S = 1500
 # The first boot runs initdb before supervisord starts the programs.
 START_TIMEOUT_S = 180
-# The proxy hands exchanges to the database in batches after migrations.
+# The proxy ships exchanges from its spool to PostgreSQL in the background,
+# once migrations have created the tables.
 RECORD_TIMEOUT_S = 60
-# supervisord gives PostgreSQL up to 60 s for its fast shutdown.
+# supervisord allows the proxy 20 s and PostgreSQL 60 s to stop.
 STOP_TIMEOUT_S = 90
 PORT_SETTINGS = (
     "LLMTAP_ENTRY_PORT",
@@ -314,7 +315,7 @@ def test_image_healthcheck_passes(appliance: Appliance, image: str) -> None:
     healthcheck = json.loads(inspected.stdout)[0]["Healthcheck"]
     assert healthcheck["Test"][0] == "CMD"
 
-    # The container's own LLMTAP_DASHBOARD_PORT tells the command where to go.
+    # The command reads the port from the container's LLMTAP_DASHBOARD_PORT.
     result = appliance.podman("exec", appliance.name, *healthcheck["Test"][1:])
 
     assert result.returncode == 0, result.stdout + result.stderr
