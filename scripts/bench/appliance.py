@@ -63,9 +63,10 @@ class Appliance:
             raise RuntimeError(f"program {name} is {info['statename']}, not RUNNING")
         return int(info["pid"])
 
-    def proxy_rss_bytes(self) -> int:
-        """Return the resident memory of the proxy and all its child processes."""
-        return tree_rss_bytes(self.program_pid(PROXY_PROGRAM))
+    def proxy_rss_bytes(self, children: bool = False) -> int:
+        """Return the resident memory of the proxy, with its children if asked."""
+        pid = self.program_pid(PROXY_PROGRAM)
+        return tree_rss_bytes(pid) if children else _rss_bytes(pid)
 
     def stop_program(self, name: str) -> None:
         self.supervisor().supervisor.stopProcess(name, True)
@@ -114,7 +115,7 @@ def tree_rss_bytes(pid: int) -> int:
     while pending:
         current = pending.pop()
         total += _rss_bytes(current)
-        pending += _children(current)
+        pending += children_of(current)
     return total
 
 
@@ -129,7 +130,7 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def _children(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
     children = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:

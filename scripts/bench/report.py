@@ -45,15 +45,18 @@ THROUGHPUT_METRICS = [
 ]
 APPLIANCE_METRICS = [
     "proxy rss idle MB",
+    "proxy tree rss idle MB",
     "soak exchanges",
     "soak failed",
     "soak sent per s",
     "soak persisted per s",
     "soak persisted peak per s",
     "proxy rss after soak MB",
+    "proxy tree rss after soak MB",
     "outage exchanges",
     "outage failed",
     "proxy rss during outage MB",
+    "proxy tree rss during outage MB",
     "outage catch-up s",
     "outage catch-up peak per s",
 ]

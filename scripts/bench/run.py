@@ -97,6 +97,7 @@ class Run:
         self.servers: list[Server] = []
         self.appliance: Appliance | None = None
         self.targets: list[load.Target] = []
+        self.load_before = load_average()
 
     def start(self, args: argparse.Namespace) -> None:
         upstream = start_upstream(self.workdir)
@@ -218,6 +219,11 @@ def quick_failures(results: rounds.Results, targets: list[str]) -> list[str]:
     return failures
 
 
+def load_average() -> str:
+    """Return the 1-minute load average, which shows how busy the machine was."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 def machine_line() -> str:
     model = "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
@@ -237,6 +243,10 @@ def print_report(
     print(f"## Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     print(f"- command: `{command}`")
     print(f"- machine: {machine_line()}")
+    print(
+        f"- 1-minute load average: {run.load_before} before the run, "
+        f"{load_average()} after it"
+    )
     print(f"- rounds: {plan.rounds} (each value is the median over the rounds)\n")
     print(report.render(results, names))
     if report.PROXY in names:
