@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import httpx
+import httpcore
 
 from app.proxy import errors
 from app.proxy.exchange import (
@@ -31,6 +31,7 @@ from app.proxy.forwarding import (
     response_headers_for_client,
 )
 from app.proxy.targets import TargetPolicy
+from app.proxy.upstream import Upstream
 from app.proxy.usage import UsageChunkFilter, inject_include_usage
 from app.settings import Settings
 
@@ -70,7 +71,7 @@ class ProxyApp:
         self.submit = submit
         self.internal = internal
         self.targets = TargetPolicy(settings)
-        self.client: httpx.AsyncClient | None = None
+        self.upstream: Upstream | None = None
         self.keep_bytes = 4 * settings.store_body_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -155,27 +156,17 @@ class ProxyApp:
         started: float,
         watcher: "Watcher",
     ) -> None:
-        assert self.client is not None, "the proxy's lifespan did not start"
-        url = f"{exchange.target}{exchange.path}"
+        assert self.upstream is not None, "the proxy's lifespan did not start"
+        target = exchange.path.encode("latin-1")
         if exchange.query:
-            url = f"{url}?{exchange.query.decode('latin-1')}"
-        request = self.client.build_request(
+            target = target + b"?" + exchange.query
+        request, response = await self.upstream.send(
+            exchange.target or "",
             exchange.method,
-            url,
-            headers=request_headers_for_upstream(exchange.request_headers),
-            content=body or None,
+            target,
+            request_headers_for_upstream(exchange.request_headers),
+            body,
         )
-
-        try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as error:
-            raise errors.from_httpx(
-                error, exchange.target or "", self.settings.upstream_header_timeout_s
-            ) from None
-
-        # httpcore reads the read timeout when the body iteration starts, so this
-        # switches from the header timeout to the idle timeout between chunks.
-        request.extensions["timeout"]["read"] = self.settings.upstream_idle_timeout_s
         try:
             await self.stream_response(exchange, response, send, started, watcher)
         finally:
@@ -184,23 +175,21 @@ class ProxyApp:
     async def stream_response(
         self,
         exchange: Exchange,
-        response: httpx.Response,
+        response: httpcore.Response,
         send: Send,
         started: float,
         watcher: "Watcher",
     ) -> None:
-        exchange.upstream_status = exchange.status_sent = response.status_code
+        exchange.upstream_status = exchange.status_sent = response.status
         exchange.response_headers = [
             (name.decode("latin-1").lower(), value.decode("latin-1"))
-            for name, value in response.headers.raw
+            for name, value in response.headers
         ]
         await send(
             {
                 "type": "http.response.start",
-                "status": response.status_code,
-                "headers": response_headers_for_client(
-                    response.headers.raw, exchange.id
-                ),
+                "status": response.status,
+                "headers": response_headers_for_client(response.headers, exchange.id),
             }
         )
 
@@ -208,11 +197,15 @@ class ProxyApp:
         chunks = exchange.chunks
         kept = 0
         tail: list[tuple[float, bytes]] = []
-        iterator = response.aiter_raw()
+        iterator = response.aiter_stream()
         while True:
             try:
                 chunk = await anext(iterator, None)
-            except httpx.HTTPError as error:
+            except (
+                httpcore.NetworkError,
+                httpcore.ProtocolError,
+                httpcore.TimeoutException,
+            ) as error:
                 exchange.end = stream_end_reason(error)
                 exchange.error_message = str(error) or type(error).__name__
                 raise StreamAborted(exchange.end) from None
@@ -303,10 +296,10 @@ def scan_headers(
     return target, request_id, length
 
 
-def stream_end_reason(error: httpx.HTTPError) -> str:
-    if isinstance(error, httpx.ReadTimeout):
+def stream_end_reason(error: Exception) -> str:
+    if isinstance(error, httpcore.TimeoutException):
         return END_IDLE_TIMEOUT
-    if isinstance(error, httpx.RemoteProtocolError):
+    if isinstance(error, httpcore.RemoteProtocolError):
         return END_UPSTREAM_CLOSED
     return END_UPSTREAM_RESET
 

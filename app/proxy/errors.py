@@ -3,12 +3,11 @@
 Upstream errors are never wrapped: they pass through with their own status and
 body. Only failures of the proxy, or of reaching the upstream before any
 response started, produce one of these. Each class carries its HTTP status
-and a stable `type` value that the README lists.
+and a stable `type` value that the README lists; app/proxy/upstream.py maps
+the transport's exceptions to them in one place.
 """
 
 import json
-
-import httpx
 
 
 class ProxyError(Exception):
@@ -52,24 +51,3 @@ class UpstreamUnreachable(ProxyError):
 class UpstreamTimeout(ProxyError):
     status = 504
     type = "upstream_timeout"
-
-
-def from_httpx(
-    error: httpx.HTTPError, target: str, header_timeout_s: float
-) -> ProxyError:
-    """Map an httpx failure before the response started to the error the client gets."""
-    if isinstance(error, httpx.ConnectTimeout):
-        return UpstreamTimeout(
-            f"connecting to the upstream {target} timed out; check that it is running "
-            "and reachable from the appliance"
-        )
-    if isinstance(error, httpx.TimeoutException):
-        return UpstreamTimeout(
-            f"upstream did not respond within {header_timeout_s:g}s; raise "
-            "LLMTAP_UPSTREAM_HEADER_TIMEOUT_S if the model needs longer to load"
-        )
-    reason = str(error) or type(error).__name__
-    return UpstreamUnreachable(
-        f"could not reach the upstream {target}: {reason}; check that it is running "
-        "and that LLMTAP_UPSTREAM_URL or Helicone-Target-URL names it"
-    )

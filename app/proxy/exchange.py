@@ -4,7 +4,8 @@ The hot path only fills this object; parsing the bodies and building the stored
 row happen later, in the recorder.
 """
 
-from dataclasses import dataclass, field
+import marshal
+from dataclasses import dataclass, field, fields
 
 # How an exchange ended, as the proxy saw it; the recorder turns this, with the
 # parsed response, into the stored outcome.
@@ -38,3 +39,26 @@ class Exchange:
     error_message: str | None = None
     latency_ms: float | None = None
     injected_usage: bool = False
+
+
+FIELD_NAMES = tuple(item.name for item in fields(Exchange))
+
+
+def encode_exchanges(exchanges: list[Exchange]) -> bytes:
+    """Serialise exchanges for the spool with marshal: data only, and fast."""
+    return marshal.dumps(
+        [[getattr(exchange, name) for name in FIELD_NAMES] for exchange in exchanges]
+    )
+
+
+def decode_exchanges(payload: bytes) -> list[Exchange]:
+    """Rebuild the exchanges of one spool segment."""
+    exchanges = []
+    for values in marshal.loads(payload):
+        exchange = Exchange(**dict(zip(FIELD_NAMES, values, strict=True)))
+        # marshal returns lists where the proxy kept tuples.
+        exchange.request_headers = [tuple(pair) for pair in exchange.request_headers]
+        exchange.response_headers = [tuple(pair) for pair in exchange.response_headers]
+        exchange.chunks = [tuple(pair) for pair in exchange.chunks]
+        exchanges.append(exchange)
+    return exchanges

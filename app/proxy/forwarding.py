@@ -19,8 +19,8 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# Dropped towards the upstream besides the hop-by-hop set: httpx sets Host and
-# Content-Length for the body it actually sends.
+# Dropped towards the upstream besides the hop-by-hop set: the proxy sets Host
+# and Content-Length for the body it actually sends.
 NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}
 # Headers that describe the event stream and that intermediaries need to see,
 # added to text/event-stream responses when the upstream did not send them.

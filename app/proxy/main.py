@@ -4,22 +4,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 
 from app.logs import configure_logging
-from app.pricing import load_prices
 from app.proxy.app import ProxyApp, StreamAborted
-from app.proxy.record import RowBuilder
-from app.proxy.recorder import Recorder
+from app.proxy.recorder import read_status
+from app.proxy.spooler import Spooler
+from app.proxy.upstream import Upstream
 from app.settings import Settings, get_settings
 from app.store.spool import Spool, read_dropped
-from app.store.writer import Writer
 
 logger = logging.getLogger(__name__)
-
-# Connections kept open per upstream origin; a home lab has one or two.
-POOL_CONNECTIONS = 100
 
 
 class DropAbortedStreams(logging.Filter):
@@ -32,15 +27,12 @@ class DropAbortedStreams(logging.Filter):
 def create_app(settings: Settings | None = None) -> ProxyApp:
     settings = settings or get_settings()
     spool = Spool(settings.spool_dir, settings.spool_max_bytes)
-    writer = Writer(settings, spool)
-    recorder = Recorder(
-        RowBuilder(settings, load_prices(settings.price_file)), spool, writer
-    )
+    spooler = Spooler(spool)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        proxy.client = new_client(settings)
-        recorder.start()
+        proxy.upstream = Upstream(settings)
+        spooler.start()
         logger.info(
             "proxy started port=%d upstream=%s",
             settings.proxy_port,
@@ -49,8 +41,8 @@ def create_app(settings: Settings | None = None) -> ProxyApp:
         try:
             yield
         finally:
-            await recorder.stop()
-            await proxy.client.aclose()
+            await spooler.stop()
+            await proxy.upstream.close()
             logger.info("proxy stopped")
 
     internal = FastAPI(
@@ -59,39 +51,19 @@ def create_app(settings: Settings | None = None) -> ProxyApp:
 
     @internal.get("/_llmtap/health")
     async def health() -> dict[str, object]:
-        dropped = read_dropped(settings.spool_dir)
+        dropped = read_dropped(settings.spool_dir) or {}
+        status = read_status(settings)
+        error = status.get("database_error")
         return {
             "status": "ok",
-            "database": "failing" if writer.failing else "ok",
-            "database_error": writer.failing,
+            "database": "failing" if error else "ok",
+            "database_error": error,
             "spool_segments": len(spool.ready()),
-            "dropped": (dropped or {}).get("dropped", 0) + recorder.dropped,
+            "dropped": int(dropped.get("dropped", 0)) + spooler.dropped,
         }
 
-    proxy = ProxyApp(settings, recorder.submit, internal)
+    proxy = ProxyApp(settings, spooler.submit, internal)
     return proxy
-
-
-def new_client(settings: Settings) -> httpx.AsyncClient:
-    timeout = httpx.Timeout(
-        connect=settings.upstream_connect_timeout_s,
-        read=settings.upstream_header_timeout_s,
-        write=settings.upstream_header_timeout_s,
-        pool=settings.upstream_connect_timeout_s,
-    )
-    client = httpx.AsyncClient(
-        timeout=timeout,
-        limits=httpx.Limits(
-            max_connections=None, max_keepalive_connections=POOL_CONNECTIONS
-        ),
-        follow_redirects=False,
-        trust_env=False,
-    )
-    # httpx adds Accept, Accept-Encoding, Connection and User-Agent to every
-    # request it sends; the upstream must see the client's headers only. The
-    # headers setter would put the defaults back, so the mapping is emptied.
-    client.headers.clear()
-    return client
 
 
 def configure() -> None:

@@ -14,7 +14,6 @@ from app.proxy.metadata import (
     mask_query,
     read_metadata,
     redact_headers,
-    secret_values,
 )
 from app.settings import Settings
 

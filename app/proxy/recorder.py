@@ -1,119 +1,120 @@
-"""The recorder: everything that happens to an exchange after it has ended.
+"""The recorder process: from the spool to PostgreSQL.
 
-The proxy hands each finished Exchange to submit(), which only appends it to a
-bounded queue. A background task takes the queue in batches: it parses each
-exchange, builds its row, logs the one INFO line per exchange, writes the batch
-to the spool (the point at which rows count as accepted) and ships the spool to
-PostgreSQL. The client's response never waits for any of it.
+`python -m app.proxy.recorder` runs beside the proxy's uvicorn process (started
+by `python -m app.proxy`). It takes spool segments oldest first, parses each
+exchange, builds its row, logs the one INFO line per exchange and inserts the
+batch. A segment is removed only after its rows are committed, so a database
+that is down, slow, full or not yet migrated only makes segments wait.
 """
 
 import asyncio
+import json
 import logging
-from collections import deque
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
 
-from app.proxy.exchange import Exchange
+from app.logs import configure_logging
+from app.pricing import load_prices
+from app.proxy.exchange import decode_exchanges
 from app.proxy.metadata import secret_values
 from app.proxy.record import RowBuilder, encode_row
+from app.settings import Settings, get_settings
+from app.store.retention import RetentionSchedule
 from app.store.spool import Spool
-from app.store.writer import Writer
+from app.store.writer import ROW_ERRORS, Writer
 
 logger = logging.getLogger(__name__)
 
-# Exchanges waiting to be parsed. Past this the oldest are dropped and counted,
-# so memory stays bounded even when parsing falls behind a burst.
-QUEUE_LIMIT = 10_000
-# Exchanges parsed per batch before the loop yields to the proxy again.
-BATCH_SIZE = 200
-# How long a finished exchange may wait before its batch is written.
-FLUSH_INTERVAL_S = 0.05
-# Ship attempts happen at least this often even when no exchange arrives, so a
-# database that comes back receives the spool without new traffic.
-SHIP_INTERVAL_S = 1.0
+# Pause between two looks at the spool when it is empty.
+POLL_INTERVAL_S = 0.05
+# The status file the proxy's health endpoint reads is rewritten this often.
+STATUS_INTERVAL_S = 1.0
+STATUS_FILE = "recorder.json"
 
 
 class Recorder:
-    def __init__(self, builder: RowBuilder, spool: Spool, writer: Writer) -> None:
-        self.builder = builder
-        self.spool = spool
-        self.writer = writer
-        self.queue: deque[Exchange] = deque()
-        self.wakeup = asyncio.Event()
-        self.dropped = 0
-        self.task: asyncio.Task[None] | None = None
+    def __init__(self, settings: Settings) -> None:
+        self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+        self.writer = Writer(settings)
+        self.builder = RowBuilder(settings, load_prices(settings.price_file))
+        self.retention = RetentionSchedule(settings)
         self.stopping = False
+        self.status_at = 0.0
 
-    def submit(self, exchange: Exchange) -> None:
-        """Queue a finished exchange; never blocks and never raises."""
-        if len(self.queue) >= QUEUE_LIMIT:
-            self.queue.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                logger.warning(
-                    "recorder queue full; oldest exchanges dropped count=%d",
-                    self.dropped,
-                )
-        self.queue.append(exchange)
-        if not self.wakeup.is_set():
-            self.wakeup.set()
-
-    def start(self) -> None:
+    async def run(self) -> None:
         recovered = self.spool.recover()
         if recovered:
             logger.info(
-                "spool segments recovered from stopped workers count=%d", recovered
+                "spool segments recovered from stopped processes count=%d", recovered
             )
-        self.task = asyncio.create_task(self.run(), name="llmtap-recorder")
-
-    async def run(self) -> None:
         while not self.stopping:
             try:
-                await asyncio.wait_for(self.wakeup.wait(), SHIP_INTERVAL_S)
-            except TimeoutError:
-                pass
-            self.wakeup.clear()
-            # Let a burst of exchanges finish before writing them as one batch.
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            try:
-                await self.flush()
-                await self.writer.ship()
+                shipped = await self.ship()
+                await self.retention.run_due(self.writer)
+                self.write_status()
             except Exception:  # noqa: BLE001 - the loop must outlive any bug
                 logger.exception("recorder loop failed; retrying")
+                shipped = 0
                 await asyncio.sleep(1)
-
-    async def flush(self) -> None:
-        """Parse every queued exchange and write the rows to the spool."""
-        while self.queue:
-            lines: list[bytes] = []
-            while self.queue and len(lines) < BATCH_SIZE:
-                exchange = self.queue.popleft()
-                lines.append(self.record(exchange))
-            self.spool.append(lines)
-            dropped = self.spool.enforce_limit()
-            if dropped:
-                logger.warning(
-                    "spool full; oldest unsent exchanges dropped count=%d", dropped
-                )
-            await asyncio.sleep(0)
-
-    def record(self, exchange: Exchange) -> bytes:
-        row = self.builder.build(exchange)
-        log_exchange(row)
-        return encode_row(row, secret_values(exchange.request_headers, exchange.query))
-
-    async def stop(self) -> None:
-        """Write what is queued to the spool, try one last ship, then stop."""
-        self.stopping = True
-        self.wakeup.set()
-        if self.task is not None:
-            await asyncio.wait([self.task], timeout=5)
-        await self.flush()
-        try:
-            await asyncio.wait_for(self.writer.ship(), timeout=5)
-        except (TimeoutError, OSError):
-            logger.warning(
-                "spool kept for the next start; database did not take it in time"
-            )
+            if not shipped:
+                await asyncio.sleep(POLL_INTERVAL_S)
         await self.writer.close()
+
+    async def ship(self) -> int:
+        """Write every ready segment, oldest first; return the exchanges written."""
+        if not self.writer.due():
+            return 0
+        written = 0
+        for segment in self.spool.ready():
+            claimed = self.spool.claim(segment)
+            if claimed is None:
+                continue
+            lines = self.rows(claimed)
+            try:
+                await self.writer.insert(lines)
+            except ROW_ERRORS as error:
+                await self.writer.insert_isolated(lines, error)
+            except Exception as error:  # noqa: BLE001 - any database failure waits
+                self.spool.release(claimed)
+                await self.writer.fail(error)
+                return written
+            claimed.unlink()
+            written += len(lines)
+        if written:
+            self.writer.recovered()
+        return written
+
+    def rows(self, segment: Path) -> list[bytes]:
+        lines = []
+        for exchange in decode_exchanges(segment.read_bytes()):
+            row = self.builder.build(exchange)
+            log_exchange(row)
+            lines.append(
+                encode_row(row, secret_values(exchange.request_headers, exchange.query))
+            )
+        return lines
+
+    def write_status(self) -> None:
+        now = time.monotonic()
+        if now - self.status_at < STATUS_INTERVAL_S:
+            return
+        self.status_at = now
+        status = {"database_error": self.writer.failing, "shipped": self.writer.shipped}
+        path = self.spool.directory / STATUS_FILE
+        temporary = path.with_suffix(".tmp-status")
+        temporary.write_text(json.dumps(status))
+        temporary.rename(path)
+
+
+def read_status(settings: Settings) -> dict[str, object]:
+    try:
+        return json.loads((settings.spool_dir / STATUS_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def log_exchange(row: dict[str, object]) -> None:
@@ -137,3 +138,33 @@ def log_exchange(row: dict[str, object]) -> None:
 
 def _ms(value: object) -> str:
     return f"{value:.1f}" if isinstance(value, float) else "-"
+
+
+def watch_parent(recorder: Recorder, loop: asyncio.AbstractEventLoop) -> None:
+    """Stop the recorder once the proxy that started it is gone.
+
+    The proxy holds the write end of our stdin; it closes when the proxy exits,
+    however it exits, so the recorder never outlives it.
+    """
+    sys.stdin.buffer.read()
+    loop.call_soon_threadsafe(setattr, recorder, "stopping", True)
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    recorder = Recorder(settings)
+    loop = asyncio.new_event_loop()
+    # SIGTERM (supervisord stopping the proxy) finishes the current batch first.
+    loop.add_signal_handler(signal.SIGTERM, setattr, recorder, "stopping", True)
+    if not os.isatty(0):
+        threading.Thread(
+            target=watch_parent, args=(recorder, loop), daemon=True
+        ).start()
+    logger.info("recorder started spool=%s", settings.spool_dir)
+    loop.run_until_complete(recorder.run())
+    logger.info("recorder stopped")
+
+
+if __name__ == "__main__":
+    main()

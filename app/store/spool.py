@@ -1,12 +1,13 @@
-"""A bounded on-disk spool of exchange rows waiting for the database.
+"""A bounded on-disk spool of captured exchanges waiting for the database.
 
-Each batch of rows becomes one segment file, written under a temporary name and
-renamed into place, so a segment is either whole or absent. A row counts as
-accepted once its segment is renamed: from then on it survives a SIGKILL of the
-proxy and is written to PostgreSQL exactly once (rows are keyed by exchange id).
-Segment names start with a nanosecond timestamp, so sorting them gives the
-order in which rows were accepted. Several proxy workers share one spool: a
-worker claims a segment by renaming it, which only one rename can win.
+Each batch of exchanges becomes one segment file, written under a temporary
+name and renamed into place, so a segment is either whole or absent. An
+exchange counts as accepted once its segment is renamed: from then on it
+survives a SIGKILL of the proxy and is written to PostgreSQL exactly once (rows
+are keyed by exchange id). Segment names start with a nanosecond timestamp, so
+sorting them gives the order in which exchanges were accepted, and end with the
+number of exchanges they hold. Several processes share one spool: a process
+claims a segment by renaming it, which only one rename can win.
 """
 
 import fcntl
@@ -32,14 +33,12 @@ class Spool:
         self.sequence = 0
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def append(self, lines: list[bytes]) -> Path:
-        """Write one segment of JSON lines; return its path once it is accepted."""
+    def append(self, payload: bytes, count: int) -> Path:
+        """Write one segment of `count` exchanges; return its path once accepted."""
         self.sequence += 1
-        name = f"{time.time_ns():020d}-{self.pid}-{self.sequence:06d}"
+        name = f"{time.time_ns():020d}-{self.pid}-{self.sequence:06d}-{count}"
         temporary = self.directory / f"{name}.tmp"
-        with temporary.open("wb") as handle:
-            handle.write(b"\n".join(lines))
-            handle.write(b"\n")
+        temporary.write_bytes(payload)
         final = self.directory / f"{name}{READY}"
         temporary.rename(final)
         return final
@@ -83,7 +82,7 @@ class Spool:
     def enforce_limit(self) -> int:
         """Drop the oldest ready segments while the spool is over its limit.
 
-        Returns the number of rows dropped; the running total is kept in
+        Returns the number of exchanges dropped; the running total is kept in
         dropped.json for the dashboard.
         """
         segments = self.ready()
@@ -96,7 +95,7 @@ class Spool:
             claimed = self.claim(path)
             if claimed is None:
                 continue
-            dropped_rows += _count_lines(claimed)
+            dropped_rows += segment_count(claimed)
             claimed.unlink(missing_ok=True)
             total -= size
         if dropped_rows:
@@ -128,8 +127,11 @@ def read_dropped(directory: Path) -> dict[str, object] | None:
     return state if isinstance(state, dict) else None
 
 
-def read_lines(segment: Path) -> list[bytes]:
-    return [line for line in segment.read_bytes().split(b"\n") if line]
+def segment_count(segment: Path) -> int:
+    """Return the number of exchanges a segment holds, from its name."""
+    stem = segment.name.split(".")[0]
+    count = stem.rsplit("-", 1)[-1]
+    return int(count) if count.isdigit() else 0
 
 
 def _owner_pid(path: Path) -> int | None:
@@ -156,12 +158,5 @@ def _alive(pid: int) -> bool:
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        return len(read_lines(path))
     except FileNotFoundError:
         return 0

@@ -1,14 +1,13 @@
-"""Writes spooled exchange rows to PostgreSQL, in order and exactly once.
+"""Writes exchange rows to PostgreSQL, exactly once.
 
-A segment's rows go in one INSERT ... SELECT from jsonb_populate_recordset, so
-the JSON lines of the spool reach the server as they are, with no per-row work
-in Python. ON CONFLICT (id) DO NOTHING makes a segment shipped twice (after a
-crash between commit and unlink) harmless.
+A batch of rows goes in one INSERT ... SELECT from jsonb_populate_recordset, so
+the rows' JSON reaches the server as it is, with no per-column work in Python.
+ON CONFLICT (id) DO NOTHING makes a batch written twice (after a crash between
+commit and removing its spool segment) harmless.
 """
 
 import logging
 import time
-from pathlib import Path
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -16,7 +15,6 @@ from psycopg import sql
 
 from app.settings import Settings
 from app.store.db import conninfo
-from app.store.spool import Spool, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +50,14 @@ WARNING_INTERVAL_S = 60.0
 
 
 class Writer:
-    """Ships spool segments to PostgreSQL; call ship() from the recorder's loop."""
+    """Inserts row batches into PostgreSQL and tracks the database's health.
 
-    def __init__(self, settings: Settings, spool: Spool) -> None:
+    After a failure, `due()` stays false for a back-off that doubles up to
+    RETRY_MAX_S, so an unreachable database costs one attempt per interval.
+    """
+
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.spool = spool
         self.connection: psycopg.AsyncConnection | None = None
         self.retry_at = 0.0
         self.delay_s = RETRY_MIN_S
@@ -64,30 +65,11 @@ class Writer:
         self.warned_at = 0.0
         self.shipped = 0
 
-    async def ship(self) -> int:
-        """Write every ready segment, oldest first; return the rows written now."""
-        if time.monotonic() < self.retry_at:
-            return 0
-        written = 0
-        for segment in self.spool.ready():
-            claimed = self.spool.claim(segment)
-            if claimed is None:
-                continue
-            try:
-                written += await self.insert(read_lines(claimed))
-            except ROW_ERRORS as error:
-                written += await self.insert_one_by_one(claimed, error)
-                continue
-            except psycopg.Error as error:
-                # Down, full, not migrated or misconfigured: the rows wait.
-                self.spool.release(claimed)
-                await self.fail(error)
-                return written
-            claimed.unlink()
-        self.recovered()
-        return written
+    def due(self) -> bool:
+        return time.monotonic() >= self.retry_at
 
     async def insert(self, lines: list[bytes]) -> int:
+        """Insert JSON-line rows in one statement; return how many were new."""
         if not lines:
             return 0
         connection = await self.connect()
@@ -97,11 +79,11 @@ class Writer:
         self.shipped += len(lines)
         return cursor.rowcount
 
-    async def insert_one_by_one(self, claimed: Path, error: Exception) -> int:
-        """Isolate the rows the database rejects, so one bad row loses only itself."""
+    async def insert_isolated(self, lines: list[bytes], error: Exception) -> int:
+        """Insert rows one by one, so a row the database rejects loses only itself."""
         written = 0
         rejected = 0
-        for line in read_lines(claimed):
+        for line in lines:
             try:
                 written += await self.insert([line])
             except ROW_ERRORS as row_error:
@@ -109,11 +91,10 @@ class Writer:
                 logger.error(
                     "exchange row rejected by the database error=%s", row_error
                 )
-        claimed.unlink()
         logger.error(
-            "segment partly rejected segment=%s rejected=%d first_error=%s",
-            claimed.name,
+            "batch partly rejected rejected=%d of=%d first_error=%s",
             rejected,
+            len(lines),
             error,
         )
         return written
@@ -130,7 +111,7 @@ class Writer:
         now = time.monotonic()
         if reason != self.failing or now - self.warned_at > WARNING_INTERVAL_S:
             logger.warning(
-                "database write failed; rows stay in the spool reason=%s retry_s=%.1f",
+                "database write failed; exchanges stay in the spool reason=%s retry_s=%.1f",
                 reason,
                 self.delay_s,
             )
@@ -156,8 +137,5 @@ class Writer:
 def _reason(error: Exception) -> str:
     if isinstance(error, pg_errors.UndefinedTable):
         return "schema missing: run migrate"
-    return (
-        str(error).strip().splitlines()[0]
-        if str(error).strip()
-        else type(error).__name__
-    )
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
