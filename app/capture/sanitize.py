@@ -2,8 +2,9 @@
 
 Postgres rejects NUL in text and jsonb (also as the escape \\u0000) and rejects
 lone UTF-16 surrogates, which json.loads produces from escapes such as \\ud800.
-Both are replaced by U+FFFD. jsonb also has no NaN or Infinity: the literals
-are rejected as invalid JSON, and numbers too large for a float become null.
+Both are replaced by U+FFFD. jsonb also has no NaN or Infinity, so those
+literals are rejected as invalid JSON and numbers too large for a float become
+null.
 """
 
 import json
@@ -17,9 +18,6 @@ _UNSAFE_CHARS = re.compile("[\x00\ud800-\udfff]")
 # JSON escapes that decode to NUL or to a surrogate. Without them, no walk is needed.
 _UNSAFE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
-# An exponent of three or more digits may overflow a float to infinity.
-_LARGE_EXPONENT = re.compile(r"[eE][+-]?\d{3}")
-
 
 def sanitize_text(text: str) -> tuple[str, bool]:
     """Return the text with NUL and lone surrogates replaced, and whether any were."""
@@ -30,21 +28,14 @@ def sanitize_text(text: str) -> tuple[str, bool]:
 
 
 def needs_json_walk(raw_json: str) -> bool:
-    """Return whether a JSON text may decode to values that sanitize_json changes."""
-    if "\\u" in raw_json and _UNSAFE_ESCAPE.search(raw_json) is not None:
-        return True
-    return _LARGE_EXPONENT.search(raw_json) is not None
+    """Return whether a JSON text may decode to strings that sanitize_text changes."""
+    return "\\u" in raw_json and _UNSAFE_ESCAPE.search(raw_json) is not None
 
 
 def sanitize_json(value: object) -> tuple[object, bool]:
-    """Return a copy of a decoded JSON value with every string and key sanitized.
-
-    Floats that overflowed to infinity become None.
-    """
+    """Return a copy of a decoded JSON value with every string and key sanitized."""
     if isinstance(value, str):
         return sanitize_text(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None, True
 
     if isinstance(value, list):
         changed = False
@@ -101,20 +92,33 @@ def parse_json(text: str) -> tuple[object, bool, bool]:
 
     Returns (value, valid, sanitized), with value None when the text is not JSON.
     """
+    overflowed = False
+
+    def finite_float(token: str) -> float | None:
+        # A number such as 1e400 overflows to infinity, which jsonb cannot store.
+        nonlocal overflowed
+        number = float(token)
+        if math.isinf(number):
+            overflowed = True
+            return None
+        return number
+
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(
+            text, parse_constant=_reject_constant, parse_float=finite_float
+        )
     except (ValueError, RecursionError):
         return None, False, False
 
     if not needs_json_walk(text):
-        return value, True, False
+        return value, True, overflowed
 
     try:
         clean, changed = sanitize_json(value)
     except RecursionError:
         # Nesting close to the interpreter limit: treat the text as not JSON.
         return None, False, False
-    return clean, True, changed
+    return clean, True, changed or overflowed
 
 
 def _reject_constant(name: str) -> object:
