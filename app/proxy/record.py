@@ -174,7 +174,19 @@ def decide_outcome(
     if exchange.upstream_status is not None and exchange.upstream_status >= 400:
         kind = parsed.error_kind or f"http_{exchange.upstream_status}"
         return "upstream_http_error", kind, parsed.error_message
-    return "success", parsed.error_kind, None
+    return "success", _without_end_guess(parsed.error_kind), None
+
+
+def _without_end_guess(kind: str | None) -> str | None:
+    """Drop the parser's upstream_closed guess: the proxy saw the body end cleanly.
+
+    The parser infers an early close from a missing end marker ([DONE] or
+    "done": true); only the proxy knows how the connection really ended.
+    """
+    if not kind:
+        return kind
+    parts = [part for part in kind.split(",") if part != "upstream_closed"]
+    return ",".join(parts) or None
 
 
 def properties(meta: Metadata, parsed: Parsed) -> dict[str, object]:
