@@ -1,1 +1,1 @@
-"""llmtap: a logging proxy appliance for chat traffic between a front end and a model server."""
+"""llmtap: a logging proxy appliance between a chat front end and a model server."""

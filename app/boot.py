@@ -56,7 +56,7 @@ def main() -> None:
 
 
 def prepare(settings: Settings) -> dict[str, str]:
-    """Initialise the data directory, render configs; return supervisord's environment."""
+    """Initialise the data directory and configs; return supervisord's environment."""
     app_user = ensure_user(APP_USER)
     pg_user = pwd.getpwnam(PG_USER)
     make_directories(settings, app_user, pg_user)
@@ -136,7 +136,7 @@ def make_directories(
 
 
 def create_secrets(settings: Settings, app_user: pwd.struct_passwd) -> None:
-    """Generate missing secrets; each file is readable only by the process that uses it."""
+    """Generate missing secrets, each readable only by the process that uses it."""
     readers = {
         "postgres": None,
         "llmtap_owner": None,
@@ -166,19 +166,21 @@ def find_pg_bin() -> Path:
     if found:
         return Path(found).parent
     sys.exit(
-        "PostgreSQL 15 was not found in /usr/lib/postgresql/15/bin; install postgresql-15"
+        "PostgreSQL 15 is missing from /usr/lib/postgresql/15/bin; "
+        "install postgresql-15"
     )
 
 
 def initialise_cluster(
     settings: Settings, pg_bin: Path, pg_user: pwd.struct_passwd
 ) -> None:
-    """Create the cluster, then the roles, database and schemas, with a temporary server."""
+    """Create the cluster, then its roles, database and schemas (temporary server)."""
     logger.info("initialising database cluster path=%s", settings.pg_data_dir)
     # initdb runs as postgres, which may not read the secrets directory: it gets
     # a copy of the superuser password that only it can read, removed at once.
     password_copy = settings.run_dir / "initdb.password"
-    password_copy.write_bytes(credentials.secret_path(settings, "postgres").read_bytes())
+    password = credentials.secret_path(settings, "postgres").read_bytes()
+    password_copy.write_bytes(password)
     os.chown(password_copy, pg_user.pw_uid, pg_user.pw_gid)
     os.chmod(password_copy, 0o600)
     try:

@@ -27,13 +27,14 @@ def secret_path(settings: Settings, name: str) -> Path:
 
 
 def read_secret(settings: Settings, name: str) -> str:
-    """Return a stored secret; raise a clear error when the data dir is not initialised."""
+    """Return a stored secret; raise RuntimeError when the data dir is not set up."""
     path = secret_path(settings, name)
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         raise RuntimeError(
-            f"secret {path} is missing; start the appliance once with `python -m app.boot` "
+            f"secret {path} is missing; start the appliance once with "
+            "`python -m app.boot` "
             f"(or ./scripts/run) so that DATA_DIR={settings.data_dir} is initialised"
         ) from None
 

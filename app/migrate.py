@@ -12,6 +12,7 @@ import sys
 import time
 import xmlrpc.client
 from pathlib import Path
+from typing import Any
 
 from app.logs import configure_logging
 from app.settings import Settings, get_settings
@@ -48,14 +49,15 @@ def run_all(settings: Settings) -> int:
             print(f"  {line}")
         if not ok:
             print(
-                f"migration stopped at {name}; fix the error above and run migrate again"
+                f"migration stopped at {name}; fix the error above and run "
+                "migrate again"
             )
             return 1
     print("all migrations applied; no restart is needed")
     return 0
 
 
-def connect_supervisor(settings: Settings) -> xmlrpc.client.ServerProxy:
+def connect_supervisor(settings: Settings) -> Any:
     from supervisor.xmlrpc import SupervisorTransport
 
     socket = settings.run_dir / "supervisor.sock"
@@ -70,7 +72,7 @@ def connect_supervisor(settings: Settings) -> xmlrpc.client.ServerProxy:
 
 
 def run_supervised(
-    supervisor: xmlrpc.client.ServerProxy, settings: Settings, name: str
+    supervisor: Any, settings: Settings, name: str
 ) -> tuple[bool, list[str]]:
     report = job_report_path(settings, name)
     report.unlink(missing_ok=True)

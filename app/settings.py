@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     upstream_idle_timeout_s: float = Field(
         default=300.0,
         gt=0,
-        description="Maximum silence between two chunks of an upstream response, in seconds.",
+        description="Maximum silence between two chunks of an upstream response, "
+        "in seconds.",
     )
     max_request_bytes: int = Field(
         default=64 * MIB,
@@ -111,13 +112,15 @@ class Settings(BaseSettings):
     )
     openwebui_jwt_secret: str = Field(
         default="",
-        description="Shared secret that verifies Open WebUI's X-OpenWebUI-User-Jwt header.",
+        description="Shared secret that verifies Open WebUI's X-OpenWebUI-User-Jwt "
+        "header.",
     )
 
     spool_max_bytes: int = Field(
         default=256 * MIB,
         gt=0,
-        description="Disk space the proxy's spool of unsent exchanges may use, in bytes; "
+        description="Disk space the proxy's spool of unsent exchanges may use, "
+        "in bytes; "
         "past it the oldest unsent exchanges are dropped and counted.",
     )
     dashboard_auth: Literal["on", "off"] = Field(
@@ -142,7 +145,8 @@ class Settings(BaseSettings):
     retention_max_db_bytes: int = Field(
         default=0,
         ge=0,
-        description="Delete the oldest exchanges while the database is larger than this, "
+        description="Delete the oldest exchanges while the database is larger "
+        "than this, "
         "in bytes; 0 sets no limit.",
     )
     log_level: str = Field(

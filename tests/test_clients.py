@@ -40,7 +40,7 @@ def digest(data: bytes) -> str:
 
 @pytest.fixture
 def chat_route(upstream: ScriptedUpstream) -> dict[str, bytes]:
-    """Route /v1/chat/completions by the request's stream flag; return the bodies sent."""
+    """Route chat completions by the request's stream flag; return the bodies."""
     prefix = f"/c-{uuid.uuid4().hex[:8]}"
     events = chat_stream(STREAM_PIECES, usage=(11, 5))
     sent = {

@@ -57,8 +57,12 @@ def decode_exchanges(payload: bytes) -> list[Exchange]:
     for values in marshal.loads(payload):
         exchange = Exchange(**dict(zip(FIELD_NAMES, values, strict=True)))
         # marshal returns lists where the proxy kept tuples.
-        exchange.request_headers = [tuple(pair) for pair in exchange.request_headers]
-        exchange.response_headers = [tuple(pair) for pair in exchange.response_headers]
-        exchange.chunks = [tuple(pair) for pair in exchange.chunks]
+        exchange.request_headers = [
+            (name, value) for name, value in exchange.request_headers
+        ]
+        exchange.response_headers = [
+            (name, value) for name, value in exchange.response_headers
+        ]
+        exchange.chunks = [(at, data) for at, data in exchange.chunks]
         exchanges.append(exchange)
     return exchanges

@@ -136,7 +136,7 @@ class RowBuilder:
         )
 
     def is_local(self, exchange: Exchange) -> bool:
-        """Whether the exchange went to the configured upstream (the local model server)."""
+        """Return whether the exchange went to the configured (local) upstream."""
         default = self.settings.upstream_url.rstrip("/")
         return (
             bool(default)

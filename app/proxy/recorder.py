@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from app.logs import configure_logging
 from app.pricing import load_prices
@@ -110,7 +111,7 @@ class Recorder:
         temporary.rename(path)
 
 
-def read_status(settings: Settings) -> dict[str, object]:
+def read_status(settings: Settings) -> dict[str, Any]:
     try:
         return json.loads((settings.spool_dir / STATUS_FILE).read_text())
     except (FileNotFoundError, ValueError):

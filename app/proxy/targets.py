@@ -83,7 +83,8 @@ class TargetPolicy:
         origin = normalise_origin(value)
         if origin not in self.allowed:
             raise TargetNotAllowed(
-                f"Helicone-Target-URL {value!r} names the origin {origin}, which is not "
+                f"Helicone-Target-URL {value!r} names the origin {origin}, "
+                "which is not "
                 "allowed; add it to LLMTAP_ALLOWED_TARGETS (comma-separated origins) "
                 "to let the proxy forward there"
             )

@@ -58,7 +58,8 @@ class Upstream:
             raise self.timeout_error(error, origin) from None
         except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as error:
             raise errors.UpstreamUnreachable(
-                f"could not reach the upstream {origin}: {error or type(error).__name__}; "
+                f"could not reach the upstream {origin}: "
+                f"{error or type(error).__name__}; "
                 "check that it is running and that LLMTAP_UPSTREAM_URL or "
                 "Helicone-Target-URL names it"
             ) from None
@@ -84,7 +85,8 @@ class Upstream:
                 "running and reachable from the appliance"
             )
         return errors.UpstreamTimeout(
-            f"upstream did not respond within {self.settings.upstream_header_timeout_s:g}s; "
+            "upstream did not respond within "
+            f"{self.settings.upstream_header_timeout_s:g}s; "
             "raise LLMTAP_UPSTREAM_HEADER_TIMEOUT_S if the model needs longer to load"
         )
 

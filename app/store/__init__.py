@@ -1,1 +1,1 @@
-"""Database access: connection settings, the exchange writer and the dashboard queries."""
+"""Database access: roles, the spool, the exchange writer and the queries."""

@@ -64,7 +64,8 @@ def _ensure_login_role(
     password = read_secret(settings, role)
     conn.execute(
         sql.SQL(
-            "ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE {} PASSWORD {}"
+            "ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE {} "
+            "PASSWORD {}"
         ).format(
             sql.Identifier(role), sql.SQL(options or "INHERIT"), sql.Literal(password)
         )

@@ -17,6 +17,7 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class Spool:
         return int(state["dropped"])
 
 
-def read_dropped(directory: Path) -> dict[str, object] | None:
+def read_dropped(directory: Path) -> dict[str, Any] | None:
     """Return {"dropped": N, "since": iso8601} or None when nothing was dropped."""
     try:
         state = json.loads((directory / DROPPED_FILE).read_text())

@@ -111,7 +111,8 @@ class Writer:
         now = time.monotonic()
         if reason != self.failing or now - self.warned_at > WARNING_INTERVAL_S:
             logger.warning(
-                "database write failed; exchanges stay in the spool reason=%s retry_s=%.1f",
+                "database write failed; exchanges stay in the spool "
+                "reason=%s retry_s=%.1f",
                 reason,
                 self.delay_s,
             )

@@ -12,6 +12,19 @@ branch_labels = None
 depends_on = None
 
 
+# The dashboard pages newest first with a keyset on (started_at, id); the
+# other indexes serve its filters and the per-user and per-model pages.
+INDEXES = (
+    ("exchange_started_idx", "(started_at DESC, id DESC)"),
+    ("exchange_model_idx", "(model, started_at DESC)"),
+    ("exchange_user_idx", "(user_id, started_at DESC)"),
+    ("exchange_session_idx", "(session_id, started_at)"),
+    ("exchange_outcome_idx", "(outcome, started_at DESC)"),
+    ("exchange_path_idx", "(path, started_at DESC)"),
+    ("exchange_properties_idx", "USING gin (properties jsonb_path_ops)"),
+)
+
+
 def upgrade() -> None:
     op.execute(
         """
@@ -81,29 +94,8 @@ def upgrade() -> None:
         )
         """
     )
-    # The dashboard pages newest first with a keyset on (started_at, id); the
-    # other indexes serve its filters and the per-user and per-model pages.
-    op.execute(
-        "CREATE INDEX exchange_started_idx ON llmtap.exchange (started_at DESC, id DESC)"
-    )
-    op.execute(
-        "CREATE INDEX exchange_model_idx ON llmtap.exchange (model, started_at DESC)"
-    )
-    op.execute(
-        "CREATE INDEX exchange_user_idx ON llmtap.exchange (user_id, started_at DESC)"
-    )
-    op.execute(
-        "CREATE INDEX exchange_session_idx ON llmtap.exchange (session_id, started_at)"
-    )
-    op.execute(
-        "CREATE INDEX exchange_outcome_idx ON llmtap.exchange (outcome, started_at DESC)"
-    )
-    op.execute(
-        "CREATE INDEX exchange_path_idx ON llmtap.exchange (path, started_at DESC)"
-    )
-    op.execute(
-        "CREATE INDEX exchange_properties_idx ON llmtap.exchange USING gin (properties jsonb_path_ops)"
-    )
+    for name, definition in INDEXES:
+        op.execute(f"CREATE INDEX {name} ON llmtap.exchange {definition}")
 
     op.execute("GRANT USAGE ON SCHEMA llmtap TO llmtap_proxy, llmtap_web")
     # ON CONFLICT (id) DO NOTHING reads the arbiter column, so the proxy also

@@ -26,7 +26,7 @@ def test_helicone_headers_any_case():
         [
             (b"helicone-user-id", b"alice"),
             (b"helicone-property-app", b"notes"),
-            (b"helicone-property-team", "caf%C3%A9".encode()),
+            (b"helicone-property-team", b"caf%C3%A9"),
             (b"helicone-property-city", "Zürich".encode()),
             (b"helicone-session-id", b"s-1"),
             (b"helicone-session-path", b"/plan/step-1"),

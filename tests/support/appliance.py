@@ -212,7 +212,7 @@ class Appliance:
     def wait_rows(
         self, where: str, *params: Any, count: int = 1, timeout_s: float = 10
     ) -> list[dict[str, Any]]:
-        """Wait until at least `count` exchanges match `where`; return them, oldest first."""
+        """Wait for `count` exchanges matching `where`; return them, oldest first."""
         deadline = time.monotonic() + timeout_s
         while True:
             rows = self.query(
