@@ -49,22 +49,27 @@ class Spooler:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             try:
-                self.flush()
+                await self.flush()
             except OSError as error:
                 # A full or read-only volume: keep the batch and try again.
                 logger.warning("spool write failed; retrying error=%s", error)
                 await asyncio.sleep(1)
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
+        """Spool what is pending; the file writes happen off the event loop."""
         if not self.pending:
             return
         batch = self.pending
         self.pending = []
+        payload = encode_exchanges(batch)
         try:
-            self.spool.append(encode_exchanges(batch), len(batch))
+            await asyncio.to_thread(self.write, payload, len(batch))
         except OSError:
             self.pending[:0] = batch
             raise
+
+    def write(self, payload: bytes, count: int) -> None:
+        self.spool.append(payload, count)
         dropped = self.spool.enforce_limit()
         if dropped:
             logger.warning(
@@ -75,7 +80,7 @@ class Spooler:
         if self.task is not None:
             self.task.cancel()
         try:
-            self.flush()
+            await self.flush()
         except OSError as error:
             logger.error(
                 "exchanges lost at shutdown count=%d error=%s", len(self.pending), error
