@@ -72,6 +72,7 @@ class Outcome:
     seconds: float
     error: str | None
     stream: bool
+    finished_at: float = 0.0
 
 
 @dataclass
@@ -136,15 +137,17 @@ class Load:
         try:
             response = client.post(self.url + CHAT, headers=headers, content=content)
         except httpx.HTTPError as error:
-            return Outcome(
-                None, None, time.monotonic() - started, type(error).__name__, stream
-            )
+            finished = time.monotonic()
+            name = type(error).__name__
+            return Outcome(None, None, finished - started, name, stream, finished)
+        finished = time.monotonic()
         return Outcome(
             response.headers.get("helicone-id"),
             response.status_code,
-            time.monotonic() - started,
+            finished - started,
             None,
             stream,
+            finished,
         )
 
 
@@ -206,15 +209,16 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS line for pid {pid}")
 
 
-def proxy_processes_rss_kib(appliance: Appliance) -> int:
-    """Return the summed RSS of the proxy process and its children, in KiB.
+def process_tree_rss_kib(pid: int) -> int:
+    """Return the summed RSS of a process and its children, in KiB.
 
-    With one worker uvicorn serves from the process supervisord started; with
-    more, the workers are its children, so both are counted.
+    The proxy process runs the recorder as a child, and with more than one
+    worker uvicorn's workers are children too, so all of them are counted.
     """
-    pid = proxy_pid(appliance)
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return rss_kib(pid) + sum(rss_kib(int(child)) for child in children)
+    children: list[str] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += (task / "children").read_text().split()
+    return rss_kib(pid) + sum(rss_kib(int(child)) for child in set(children))
 
 
 def health(appliance: Appliance) -> dict[str, object]:
@@ -231,7 +235,53 @@ def read_dropped_file(appliance: Appliance) -> dict[str, object] | None:
         return None
 
 
-def supervised_state(appliance: Appliance, program: str) -> str:
-    result = appliance.supervisorctl("status", program)
-    parts = result.stdout.split()
-    return parts[1] if len(parts) > 1 else result.stdout.strip()
+def supervise(appliance: Appliance, action: str, program: str) -> None:
+    """Run `supervisorctl action program` and fail the test if it fails."""
+    result = appliance.supervisorctl(action, program)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+class MemorySampler:
+    """Samples the proxy's RSS (with its children) in a thread, every interval."""
+
+    def __init__(self, appliance: Appliance, interval_s: float = 0.5) -> None:
+        self.appliance = appliance
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, int]] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.sample, name="rss-sampler")
+        self.started = time.monotonic()
+
+    def __enter__(self) -> MemorySampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+
+    def sample(self) -> None:
+        pid = proxy_pid(self.appliance)
+        while not self.stopped.is_set():
+            try:
+                rss = process_tree_rss_kib(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                # A restarted proxy has a new pid.
+                pid = proxy_pid(self.appliance)
+                continue
+            self.samples.append((time.monotonic() - self.started, rss))
+            self.stopped.wait(self.interval_s)
+
+    @property
+    def peak_kib(self) -> int:
+        return max(rss for _, rss in self.samples)
+
+
+def ok_ids(outcomes: list[Outcome]) -> list[str]:
+    """Return the Helicone-Id of every request that got a 200."""
+    return [o.exchange_id for o in outcomes if o.status == 200 and o.exchange_id]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
