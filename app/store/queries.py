@@ -382,6 +382,16 @@ async def first_started(conn: Connection) -> datetime | None:
 # request input, so they can be composed into the query as identifiers.
 GROUPS = {"model": "model", "user": "user_id", "session": "session_id"}
 
+# Columns only the sessions list shows. They are not in the covering index
+# exchange_overview_idx, so the models and users lists leave them out and stay
+# index-only scans.
+SESSION_COLUMNS = (
+    " max(session_name) AS session_name, count(DISTINCT user_id) AS users,"
+)
+P95_COLUMN = (
+    " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
+)
+
 
 async def list_groups(
     conn: Connection,
@@ -389,11 +399,13 @@ async def list_groups(
     since: datetime | None,
     until: datetime | None,
     limit: int = 100,
+    with_p95: bool = True,
 ) -> list[dict[str, Any]]:
     """Return one row per model, user or session in a range, busiest first.
 
     Sessions are ordered by their last exchange instead, so the latest chats
-    come first.
+    come first. User rows also carry the user's latest user_name. Without
+    with_p95 the p95 latency is left out, which spares a sort per group.
     """
     column = sql.Identifier(GROUPS[group])
     conditions = _range_conditions(since, until)
@@ -401,26 +413,42 @@ async def list_groups(
     order = "last_seen DESC" if group == "session" else "exchanges DESC"
 
     query = sql.SQL(
-        "SELECT {column} AS key,"
-        " max(user_name) AS user_name, max(session_name) AS session_name,"
+        "SELECT {column} AS key,{extra}"
         " count(*) AS exchanges,"
         " count(*) FILTER (WHERE outcome <> 'success') AS errors,"
         " sum(prompt_tokens) AS prompt_tokens,"
         " sum(completion_tokens) AS completion_tokens,"
         " sum(cost_usd) AS cost_usd,"
         " avg(latency_ms) AS avg_latency_ms,"
-        " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
-        " min(started_at) AS first_seen, max(started_at) AS last_seen,"
-        " count(DISTINCT model) AS models, count(DISTINCT user_id) AS users"
+        "{p95} min(started_at) AS first_seen, max(started_at) AS last_seen"
         " FROM llmtap.exchange{where} GROUP BY {column}"
         " ORDER BY {order}, key LIMIT {limit}"
     ).format(
         column=column,
+        extra=sql.SQL(SESSION_COLUMNS if group == "session" else ""),
+        p95=sql.SQL(P95_COLUMN if with_p95 else ""),
         where=where_clause(conditions),
         order=sql.SQL(order),
         limit=max(1, min(limit, MAX_PAGE_SIZE)),
     )
-    return await _fetch_all(conn, query)
+    rows = await _fetch_all(conn, query)
+    if group == "user" and rows:
+        names = await _user_names(conn, [row["key"] for row in rows])
+        for row in rows:
+            row["user_name"] = names.get(row["key"])
+    return rows
+
+
+async def _user_names(conn: Connection, user_ids: list[str]) -> dict[str, str | None]:
+    """Return the user_name of each user's latest exchange, one index probe each."""
+    query = sql.SQL(
+        "SELECT u.user_id, latest.user_name FROM unnest({ids}::text[]) AS u(user_id)"
+        " CROSS JOIN LATERAL (SELECT user_name FROM llmtap.exchange e"
+        "  WHERE e.user_id = u.user_id"
+        "  ORDER BY e.started_at DESC LIMIT 1) AS latest"
+    ).format(ids=user_ids)
+    rows = await _fetch_all(conn, query)
+    return {row["user_id"]: row["user_name"] for row in rows}
 
 
 async def list_outcomes(

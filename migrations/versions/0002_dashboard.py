@@ -22,12 +22,13 @@ SEARCH_INDEX = """
     ))
 """
 
-# Overview aggregates read only these columns over a time range, so a covering
-# index lets them run as index-only scans instead of visiting every heap page.
+# The overview and the models and users lists read only these columns over a
+# time range, so a covering index lets them run as index-only scans instead of
+# visiting every heap page.
 OVERVIEW_INDEX = """
     CREATE INDEX exchange_overview_idx ON llmtap.exchange (started_at)
     INCLUDE (outcome, prompt_tokens, completion_tokens, cost_usd, latency_ms,
-             ttft_ms, tokens_per_s)
+             ttft_ms, tokens_per_s, model, user_id)
 """
 
 SUMMARY_COLUMNS = """

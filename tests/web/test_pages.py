@@ -75,10 +75,9 @@ def test_live_mode_adds_rows(
     appliance: Any, traffic: Traffic, sender: Sender, page: Any
 ) -> None:
     page.goto(appliance.dashboard_url + "/exchanges?" + f"user={traffic.user}-live")
-    page.wait_for_function(
-        "document.getElementById('live-status').textContent.includes('waiting')",
-        timeout=TIMEOUT_MS,
-    )
+    # A locator wait, because wait_for_function evaluates a string, which the
+    # page's Content-Security-Policy forbids.
+    page.locator("#live-status", has_text="waiting").wait_for(timeout=10_000)
 
     exchange_id = sender.chat(
         json_script("live answer", traffic.models["main"]),

@@ -61,6 +61,18 @@ def test_views_filter_with_token(appliance: Any, traffic: Traffic, token: str) -
     assert set(response.json()[0]) == {"id", "model", "latency_ms"}
 
 
+def test_views_filter_by_property(appliance: Any, traffic: Traffic, token: str) -> None:
+    query = (
+        f"exchange_summaries?properties->>team=eq.blue&session_id=eq.{traffic.session}"
+    )
+
+    response = rest(appliance, query + "&select=id", token)
+
+    assert response.status_code == 200
+    ids = {row["id"] for row in response.json()}
+    assert ids == {traffic.ids["first"], traffic.ids["stream"]}
+
+
 @pytest.mark.parametrize("view", ["exchanges", "sessions", "users", "models"])
 def test_each_view_answers(
     appliance: Any, traffic: Traffic, token: str, view: str

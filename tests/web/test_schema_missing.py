@@ -13,6 +13,10 @@ def test_pages_say_schema_missing_then_work(fresh_appliance: Any) -> None:
 
     before = {path: httpx.get(base + path, timeout=10) for path in paths}
     api_before = httpx.get(base + "/api/exchanges", timeout=10)
+    streams_before = [
+        httpx.get(base + path, timeout=10)
+        for path in ("/api/exchanges/live", "/exchanges/export.csv")
+    ]
     health = httpx.get(base + "/healthz", timeout=10)
     result = fresh_appliance.migrate()
     after = {path: httpx.get(base + path, timeout=10) for path in paths}
@@ -23,6 +27,9 @@ def test_pages_say_schema_missing_then_work(fresh_appliance: Any) -> None:
         assert "kubectl exec POD -- migrate" in response.text, path
         assert "scripts/migrate" in response.text, path
     assert api_before.json()["error"]["type"] == "schema_missing"
+    for response in streams_before:
+        assert response.status_code == 503, response.url
+        assert "schema is missing" in response.text, response.url
     assert health.status_code == 200
     assert result.returncode == 0, result.stdout + result.stderr
     for path, response in after.items():

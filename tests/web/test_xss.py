@@ -43,9 +43,9 @@ def test_live_row_renders_markup_inert(
 
     user = f"{traffic.user}-xss-live"
     page.goto(appliance.dashboard_url + f"/exchanges?user={user}")
-    page.wait_for_function(
-        "document.getElementById('live-status').textContent.includes('waiting')"
-    )
+    # A locator wait, because wait_for_function evaluates a string, which the
+    # page's Content-Security-Policy forbids.
+    page.locator("#live-status", has_text="waiting").wait_for(timeout=10_000)
 
     exchange_id = sender.chat(
         json_script(XSS_PROMPT, traffic.models["main"]),

@@ -24,6 +24,7 @@ BATCH_ROWS = 200
 @router.get("/exchanges/export.csv")
 async def export_csv(request: Request) -> StreamingResponse:
     where = filters.exchange_filter(request.query_params)
+    await _check_database(request)
     return _download(_csv_lines(request, where), "csv", "text/csv; charset=utf-8")
 
 
@@ -31,7 +32,17 @@ async def export_csv(request: Request) -> StreamingResponse:
 async def export_jsonl(request: Request) -> StreamingResponse:
     where = filters.exchange_filter(request.query_params)
     full = request.query_params.get("full") in ("1", "true", "on")
+    await _check_database(request)
     return _download(_json_lines(request, where, full), "jsonl", "application/x-ndjson")
+
+
+async def _check_database(request: Request) -> None:
+    """Raise the usual errors for a missing schema or database before streaming.
+
+    Once the download has started, its status can no longer change.
+    """
+    async with request.app.state.pool.connection() as conn:
+        await queries.latest_recorded(conn)
 
 
 def _download(

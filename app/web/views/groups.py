@@ -10,7 +10,7 @@ from app.web.templating import render
 
 router = APIRouter(dependencies=[Depends(require_sign_in)])
 
-DEFAULT_RANGE = "30d"
+DEFAULT_RANGE = "24h"
 
 
 @router.get("/users")

@@ -34,6 +34,11 @@ async def live_exchanges(request: Request) -> StreamingResponse:
     start = _position(
         request.headers.get("last-event-id") or request.query_params.get("after")
     )
+    if start is None:
+        # Looked up before the stream starts, so a missing schema or database
+        # gets its usual 503 answer instead of an empty stream.
+        async with request.app.state.pool.connection() as conn:
+            start = await queries.latest_recorded(conn) or BEGINNING
     events = _events(request, where, start)
     # X-Accel-Buffering stops nginx from holding events back in its buffer.
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -55,22 +60,25 @@ def _position(token: str | None) -> tuple[datetime, UUID] | None:
 
 
 async def _events(
-    request: Request, where: queries.ExchangeFilter, start: tuple[datetime, UUID] | None
+    request: Request, where: queries.ExchangeFilter, start: tuple[datetime, UUID]
 ) -> AsyncIterator[str]:
     pool = request.app.state.pool
     position = start
     idle_s = 0.0
+    failing = False
     # retry tells EventSource how long to wait before reconnecting, in ms.
     yield "retry: 3000\n\n"
 
     while not await request.is_disconnected():
         try:
             async with pool.connection() as conn:
-                if position is None:
-                    position = await queries.latest_recorded(conn) or BEGINNING
                 rows = await queries.list_recorded_after(conn, where, position)
+            failing = False
         except (queries.SchemaMissingError, DatabaseUnavailableError) as exc:
-            logger.warning("live mode query failed error=%s", exc)
+            # Logged once per outage, not once per poll.
+            if not failing:
+                logger.warning("live mode query failed error=%s", exc)
+            failing = True
             rows = []
 
         for row in rows:

@@ -13,6 +13,9 @@ from app.web.templating import render
 
 router = APIRouter(dependencies=[Depends(require_sign_in)])
 
+# NOTE: every query here reads each exchange in the range, so a range of 7 days
+# or more over a busy database takes seconds; docs/dashboard.md has the numbers.
+# Hourly rollups would make long ranges cheap.
 DEFAULT_RANGE = "24h"
 
 # Bucket width per range, chosen for 48 to 60 points per chart.
@@ -44,8 +47,8 @@ async def overview_page(request: Request) -> Response:
         bucket_s = BUCKET_S.get(range_value) or _all_time_bucket(since, until)
         totals = await queries.overview_totals(conn, since, None)
         series = await queries.overview_series(conn, since, None, bucket_s)
-        models = await queries.list_groups(conn, "model", since, None, limit=10)
-        users = await queries.list_groups(conn, "user", since, None, limit=10)
+        models = await queries.list_groups(conn, "model", since, None, 10, False)
+        users = await queries.list_groups(conn, "user", since, None, 10, False)
         outcomes = await queries.list_outcomes(conn, since, None)
 
     return render(

@@ -13,7 +13,7 @@ from app.web.templating import render
 
 router = APIRouter(dependencies=[Depends(require_sign_in)])
 
-DEFAULT_RANGE = "7d"
+DEFAULT_RANGE = "24h"
 
 
 @dataclass(slots=True)
