@@ -25,6 +25,7 @@ CSRF_KEY = "csrf"
 # window: enough for typos, far too few for guessing.
 MAX_FAILURES = 5
 FAILURE_WINDOW_S = 300.0
+MAX_TRACKED_ADDRESSES = 10_000
 
 
 class SignInRequiredError(Exception):
@@ -128,6 +129,11 @@ class FailureLimiter:
         return max(1, int(failures[0] + self.window_s - now))
 
     def record_failure(self, address: str) -> None:
+        # Addresses are pruned when they are checked, so a flood of one-off
+        # addresses is swept here to keep the table bounded.
+        if len(self._failures) >= MAX_TRACKED_ADDRESSES:
+            for known in list(self._failures):
+                self.retry_after_s(known)
         self._failures[address].append(time.monotonic())
 
     def reset(self, address: str) -> None:

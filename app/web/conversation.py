@@ -1,9 +1,10 @@
 """Turn a stored exchange into chat messages for the detail page.
 
 Request bodies come in the OpenAI chat, completions and Responses shapes and
-Ollama's chat and generate shapes; the reply comes from the columns the capture
-step assembled (response_text, reasoning_text, tool_calls). Images are shown as
-placeholders and never loaded, whether or not the stored body kept them.
+in Ollama's chat and generate shapes. The reply comes from the columns that
+the capture step assembled (response_text, reasoning_text, tool_calls).
+Images are shown as placeholders and never loaded, whether or not the stored
+body kept them.
 """
 
 import json

@@ -26,9 +26,12 @@ def render(
 ) -> HTMLResponse:
     """Render a page template with the values every page needs."""
     settings = request.app.state.settings
+    enabled = auth.auth_enabled(settings)
     context.update(
-        csrf_token=auth.csrf_token(request),
-        auth_enabled=auth.auth_enabled(settings),
+        # Only the sign-in and sign-out forms post, so without sign-in no CSRF
+        # token (and no session cookie) is needed.
+        csrf_token=auth.csrf_token(request) if enabled else "",
+        auth_enabled=enabled,
         signed_in=auth.is_signed_in(request),
         dropped=spool.dropped_exchanges(settings),
     )

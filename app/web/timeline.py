@@ -1,6 +1,6 @@
 """Lay out an exchange's stream timeline as SVG bars for the detail page.
 
-The timeline column holds [[ms, nbytes, kind], ...]: one entry per parsed event
+The timeline column contains [[ms, nbytes, kind], ...]: one entry per parsed event
 or line, ms counted from the moment the request head arrived. Each entry becomes
 a bar at its time, as tall as its size, so a stall shows as a gap and a burst as
 a cluster.

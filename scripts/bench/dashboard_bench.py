@@ -5,12 +5,13 @@ Usage (as root, like the appliance's boot step):
     .venv/bin/python -m scripts.bench.dashboard_bench --rows 100000 --rows 1000000
 
 For each size the script creates a PostgreSQL cluster in a temporary directory
-with app.boot's own steps, runs the migrations, fills llmtap.exchange by COPY
-with generated exchanges spread over the last 30 days, runs VACUUM ANALYZE, and
-then, for each page:
+with app.boot's own steps and runs the migrations. It fills llmtap.exchange by
+COPY with generated exchanges spread over the last 30 days and runs VACUUM
+ANALYZE. Then, for each page, it:
 
-- times the page at the server: the FastAPI app called in-process over ASGI, so
-  the time covers the queries, the Python work and the template, not a network;
+- times the page at the server: the FastAPI app is called in-process over
+  ASGI, so the time covers the queries, the Python work and the template, but
+  no network;
 - runs EXPLAIN on each query the page sends and reports whether the plan reads
   an index.
 

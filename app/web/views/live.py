@@ -36,7 +36,7 @@ async def live_exchanges(request: Request) -> StreamingResponse:
     )
     if start is None:
         # Looked up before the stream starts, so a missing schema or database
-        # gets its usual 503 answer instead of an empty stream.
+        # returns its usual 503 response instead of an empty stream.
         async with request.app.state.pool.connection() as conn:
             start = await queries.latest_recorded(conn) or BEGINNING
     events = _events(request, where, start)
@@ -66,7 +66,7 @@ async def _events(
     position = start
     idle_s = 0.0
     failing = False
-    # retry tells EventSource how long to wait before reconnecting, in ms.
+    # retry sets how long EventSource waits before reconnecting, in ms.
     yield "retry: 3000\n\n"
 
     while not await request.is_disconnected():

@@ -13,9 +13,9 @@ from app.web.templating import render
 
 router = APIRouter(dependencies=[Depends(require_sign_in)])
 
-# NOTE: every query here reads each exchange in the range, so a range of 7 days
-# or more over a busy database takes seconds; docs/dashboard.md has the numbers.
-# Hourly rollups would make long ranges cheap.
+# NOTE: every query here reads each exchange in the range. Over a busy database
+# a range of 7 days or more takes seconds (docs/dashboard.md has the numbers),
+# and only hourly rollups would make long ranges cheap.
 DEFAULT_RANGE = "24h"
 
 # Bucket width per range, chosen for 48 to 60 points per chart.

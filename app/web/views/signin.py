@@ -45,8 +45,8 @@ async def signin_submit(
     if not auth.password_matches(settings, password):
         limiter.record_failure(address)
         logger.warning("sign-in failed client=%s", address)
-        # 200, not 401: the form itself is the answer, and 401 would need a
-        # WWW-Authenticate challenge that this form-based sign-in does not have.
+        # 200, not 401, because the form is the response and a 401 would need a
+        # WWW-Authenticate challenge, which form-based sign-in does not have.
         return render(request, "signin.html", next=target, error="Wrong password.")
 
     limiter.reset(address)

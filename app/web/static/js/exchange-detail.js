@@ -35,7 +35,7 @@ async function copyText(text) {
   const copied = document.execCommand("copy");
   area.remove();
   if (!copied) {
-    throw new Error("copy was refused");
+    throw new Error("the browser rejected the copy command");
   }
 }
 
