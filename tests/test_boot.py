@@ -16,7 +16,9 @@ def route_chat(upstream: ScriptedUpstream, path: str, text: str) -> bytes:
     upstream.route(
         "POST",
         path,
-        Script(headers=[("Content-Type", "application/json")], steps=[send(body), end()]),
+        Script(
+            headers=[("Content-Type", "application/json")], steps=[send(body), end()]
+        ),
     )
     return body
 
@@ -26,7 +28,9 @@ def post_chat(url: str, path: str) -> httpx.Response:
     return httpx.post(f"{url}{path}", json=request, timeout=30)
 
 
-def test_boot_migrate_without_restart(fresh_appliance: Appliance, upstream: ScriptedUpstream):
+def test_boot_migrate_without_restart(
+    fresh_appliance: Appliance, upstream: ScriptedUpstream
+):
     path = f"/boot-{uuid.uuid4().hex}/v1/chat/completions"
     body = route_chat(upstream, path, "before migrating")
 
@@ -44,7 +48,9 @@ def test_boot_migrate_without_restart(fresh_appliance: Appliance, upstream: Scri
     after = post_chat(fresh_appliance.entry_url, path)
     stored_after = fresh_appliance.exchange(after.headers["helicone-id"], timeout_s=20)
     assert stored_after is not None
-    stored_before = fresh_appliance.exchange(before.headers["helicone-id"], timeout_s=20)
+    stored_before = fresh_appliance.exchange(
+        before.headers["helicone-id"], timeout_s=20
+    )
     assert stored_before is not None, "the exchange captured before migrating was lost"
     page = httpx.get(
         f"{fresh_appliance.dashboard_url}/api/exchanges/{after.headers['helicone-id']}",
@@ -68,7 +74,9 @@ def test_secrets_are_private(appliance: Appliance):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
-def test_restart_keeps_exchanges(fresh_appliance: Appliance, upstream: ScriptedUpstream):
+def test_restart_keeps_exchanges(
+    fresh_appliance: Appliance, upstream: ScriptedUpstream
+):
     assert fresh_appliance.migrate().returncode == 0
     path = f"/restart-{uuid.uuid4().hex}/v1/chat/completions"
     route_chat(upstream, path, "kept across restarts")
