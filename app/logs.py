@@ -12,7 +12,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Client libraries log each request URL at INFO or DEBUG, query strings and
-    # all; a URL can carry an API key, so they log only warnings.
+    # Client libraries log each request URL, query string included, at INFO or
+    # DEBUG. A URL can carry an API key, so these loggers log warnings only.
     for name in ("httpx", "httpcore", "hpack"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,7 +1,7 @@
 """Database migrations: the supervisord jobs and the command that runs them.
 
 `python -m app.migrate` (installed as `migrate` in the image and as
-`scripts/migrate` on a host) asks the running supervisord to start each
+`scripts/migrate` on a host) tells the running supervisord to start each
 migration job in order, waits for it to exit and reports its result. The jobs
 themselves run as `python -m app.migrate job NAME`, started by supervisord.
 """

@@ -1,4 +1,4 @@
-"""Errors the proxy itself answers with, in the OpenAI error shape.
+"""Errors the proxy itself returns, in the OpenAI error shape.
 
 Upstream errors are never wrapped: they pass through with their own status and
 body. Only failures of the proxy, or of reaching the upstream before any

@@ -7,8 +7,8 @@ row happen later, in the recorder.
 import marshal
 from dataclasses import dataclass, field, fields
 
-# How an exchange ended, as the proxy saw it; the recorder turns this, with the
-# parsed response, into the stored outcome.
+# End reasons of an exchange as the proxy saw them. The recorder combines them
+# with the parsed response into the stored outcome.
 END_COMPLETE = "complete"
 END_UPSTREAM_CLOSED = "upstream_closed"
 END_UPSTREAM_RESET = "upstream_reset"

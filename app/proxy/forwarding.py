@@ -1,9 +1,9 @@
-"""Which headers cross the proxy, in each direction.
+"""Header filtering in both directions across the proxy.
 
 Hop-by-hop headers (RFC 9110, section 7.6.1) belong to one connection and never
 cross; Helicone-* headers are instructions to the proxy and never reach the
-upstream. Host is left to httpx, which sets it to the target, because Ollama
-rejects Host values it does not recognise.
+upstream. Host is replaced by the target's (app/proxy/upstream.py), because
+Ollama rejects Host values it does not recognise.
 """
 
 HOP_BY_HOP = frozenset(

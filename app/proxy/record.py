@@ -19,7 +19,7 @@ from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Where the proxy's own view of the end decides the outcome, whatever the body says.
+# End reasons that decide the outcome by themselves, whatever the body contains.
 OUTCOME_BY_END = {
     ends.END_CLIENT_DISCONNECTED: "client_disconnected",
     ends.END_IDLE_TIMEOUT: "upstream_timeout",

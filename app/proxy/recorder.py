@@ -144,7 +144,7 @@ def _ms(value: object) -> str:
 def watch_parent(recorder: Recorder, loop: asyncio.AbstractEventLoop) -> None:
     """Stop the recorder once the proxy that started it is gone.
 
-    The proxy holds the write end of our stdin; it closes when the proxy exits,
+    The proxy keeps the write end of our stdin; it closes when the proxy exits,
     however it exits, so the recorder never outlives it.
     """
     sys.stdin.buffer.read()

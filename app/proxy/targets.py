@@ -1,4 +1,4 @@
-"""Which upstream a request goes to, and whether it may go there.
+"""Target resolution: the upstream origin of a request, and the allow-list.
 
 Only the origin of Helicone-Target-URL counts; the request's own path and query
 are appended unchanged. An origin must be the configured upstream or one of
