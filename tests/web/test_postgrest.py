@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,9 @@ import httpx
 import jwt
 import psycopg
 import pytest
+
+from tests.conftest import require_components
+from tests.support.appliance import Appliance
 
 from .helpers import Traffic
 
@@ -95,6 +101,7 @@ def test_views_refuse_without_token(appliance: Any, traffic: Traffic) -> None:
     for view in ("exchanges", "exchange_summaries", "models"):
         response = rest(appliance, f"{view}?limit=1")
         assert response.status_code == 401, view
+        assert response.json()["code"] == "PGRST302", view
 
 
 def test_forged_token_rejected(appliance: Any) -> None:
@@ -112,7 +119,8 @@ def test_reader_cannot_write(
 
     response = rest(appliance, target, token, method=method, json=body)
 
-    assert response.status_code in (401, 403, 405)
+    assert response.status_code == 403
+    assert response.json()["code"] == "42501"
     row = appliance.exchange(traffic.ids["first"])
     assert row is not None
     assert row["model"] == traffic.models["main"]
@@ -129,6 +137,7 @@ def test_reader_cannot_reach_table(appliance: Any, token: str) -> None:
     response = rest(appliance, "exchange?limit=1", token)
 
     assert response.status_code == 404
+    assert response.json()["code"] == "42P01"
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         as_role(
             appliance, "llmtap_api_reader", "SELECT id FROM llmtap.exchange LIMIT 1"
@@ -150,3 +159,30 @@ def test_anonymous_role_sees_no_bodies(appliance: Any, traffic: Traffic) -> None
     names = {row["column_name"] for row in columns}
     hidden = {"request_body", "response_body", "request_headers", "response_headers"}
     assert not names & hidden
+
+
+@pytest.fixture(scope="module")
+def anonymous_appliance(upstream: Any) -> Iterator[Any]:
+    """An appliance of its own with LLMTAP_API_ANONYMOUS=true, migrated."""
+    require_components()
+    root = Path(tempfile.mkdtemp(prefix="llmtap-anon-"))
+    # PostgreSQL and the app processes run as their own users and must reach it.
+    root.chmod(0o755)
+    try:
+        with Appliance(root / "data", upstream.url, api_anonymous="true") as running:
+            result = running.migrate()
+            assert result.returncode == 0, result.stdout + result.stderr
+            yield running
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_anonymous_reads_summaries_only(anonymous_appliance: Any) -> None:
+    summaries = rest(anonymous_appliance, "exchange_summaries?limit=1")
+    models = rest(anonymous_appliance, "models?limit=1")
+    bodies = rest(anonymous_appliance, "exchanges?limit=1")
+
+    assert summaries.status_code == 200
+    assert models.status_code == 200
+    assert bodies.status_code == 401
+    assert bodies.json()["code"] == "42501"
