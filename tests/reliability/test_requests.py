@@ -15,12 +15,14 @@ import pytest
 from app.proxy.errors import ProxyError
 from app.proxy.targets import TargetPolicy
 from app.settings import Settings
+from tests.cases.helpers import MARKER_HEADER as MARKER
 from tests.cases.helpers import SSE, Stage, fetch
 from tests.support import formats
 from tests.support.appliance import Appliance
 from tests.support.upstream import Script, ScriptedUpstream, send, sleep
 
 from .helpers import CHAT, CHAT_REQUEST, migrated_appliance
+from .servers import FaultServer
 
 MAX_REQUEST_BYTES = 64 * 1024
 # A refusal made before connecting anywhere comes back this fast.
@@ -253,3 +255,40 @@ def test_client_leaving_closes_upstream(
     assert row is not None
     assert row["outcome"] == "client_disconnected"
     assert row["error_kind"] == "client_disconnected"
+
+
+REQUEST_TARGETS = {
+    "userinfo-prefix": "@127.0.0.1:{other}/v1/chat/completions",
+    "absolute-form": "http://127.0.0.1:{other}/v1/chat/completions",
+    "double-slash": "//127.0.0.1:{other}/v1/chat/completions",
+    "backslash-userinfo": "\\@127.0.0.1:{other}/v1/chat/completions",
+}
+
+
+@pytest.mark.parametrize("case", list(REQUEST_TARGETS))
+def test_request_target_keeps_upstream_host(
+    edge: EdgeStack, stage: Stage, case: str
+) -> None:
+    """The request line's target cannot move the exchange to another origin.
+
+    The proxy joins the allowed origin and the request's path as text, so a
+    path that does not start with "/" could turn the origin into userinfo.
+    """
+    with FaultServer("fin") as other:
+        target = REQUEST_TARGETS[case].format(other=other.port)
+        headers = stage.play("*", "/v1/chat/completions", Script(steps=[send(b"{}")]))
+        head = (
+            f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"{MARKER}: {headers[MARKER]}\r\nContent-Length: 2\r\n"
+            "Connection: close\r\n\r\n{}"
+        )
+        port = edge.appliance.ports["PROXY_PORT"]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(head.encode())
+            reply = b""
+            while chunk := connection.recv(65536):
+                reply += chunk
+        time.sleep(0.2)
+
+        assert reply.startswith(b"HTTP/1.1 ")
+        assert other.accepted == 0, f"the proxy connected to {target}: {reply[:200]!r}"
