@@ -1,10 +1,10 @@
 """Fixtures of the end-to-end tests: a real Open WebUI chatting through the appliance.
 
-Each `conversation` runs once per connection kind: Open WebUI starts with its
-OpenAI (or Ollama) connection pointed at the appliance's entry port, the admin
-user takes a non-ASCII name, and one chat of two messages goes through the UI's
-own API. The scripted upstream answers in Ollama's formats, and the tests then
-read what the appliance stored.
+Each `conversation` runs once per connection kind. Open WebUI starts with its
+OpenAI (or Ollama) connection pointed at the appliance's entry port, and the
+admin user takes a non-ASCII name. One chat of two messages then goes through
+the UI's own API, the scripted upstream replies in Ollama's formats, and the
+tests read what the appliance stored.
 """
 
 from __future__ import annotations
@@ -34,7 +34,14 @@ from tests.support.formats import (
     to_json,
     usage_block,
 )
-from tests.support.upstream import Script, ScriptedUpstream, SeenRequest, end, send
+from tests.support.upstream import (
+    RouteScript,
+    Script,
+    ScriptedUpstream,
+    SeenRequest,
+    end,
+    send,
+)
 
 from .openwebui import (
     VERSION,
@@ -94,7 +101,7 @@ def task_answer(kind: str) -> str:
 
 
 def openai_chat(request: SeenRequest) -> Script:
-    """Answer /v1/chat/completions as Ollama does, streamed or not."""
+    """Build Ollama's response to /v1/chat/completions, streamed or not."""
     body = json.loads(request.body)
     model = body.get("model", OPENAI_MODEL)
     kind = task_kind(body)
@@ -113,7 +120,7 @@ def openai_chat(request: SeenRequest) -> Script:
 
 
 def ollama_chat(request: SeenRequest) -> Script:
-    """Answer /api/chat as Ollama does; a missing stream flag means streamed."""
+    """Build Ollama's response to /api/chat. A missing stream flag means streamed."""
     body = json.loads(request.body)
     model = body.get("model", OLLAMA_MODEL)
     kind = task_kind(body)
@@ -140,18 +147,18 @@ class Kind:
     model: str
     chat_path: str
     list_paths: tuple[str, ...]
-    routes: Callable[[str], dict[tuple[str, str], Any]]
+    routes: Callable[[str], dict[tuple[str, str], RouteScript]]
     connections: Callable[[str], Connections]
 
 
-def openai_routes(prefix: str) -> dict[tuple[str, str], Any]:
+def openai_routes(prefix: str) -> dict[tuple[str, str], RouteScript]:
     return {
         ("GET", f"{prefix}/v1/models"): json_script(model_list([OPENAI_MODEL])),
         ("POST", f"{prefix}/v1/chat/completions"): openai_chat,
     }
 
 
-def ollama_routes(prefix: str) -> dict[tuple[str, str], Any]:
+def ollama_routes(prefix: str) -> dict[tuple[str, str], RouteScript]:
     return {
         ("GET", f"{prefix}/api/tags"): json_script(ollama_tags([OLLAMA_MODEL])),
         ("GET", f"{prefix}/api/ps"): json_script(to_json({"models": []})),
@@ -192,7 +199,6 @@ class Conversation:
     rows: list[dict[str, Any]]
     list_rows: list[dict[str, Any]]
     seen: list[SeenRequest]
-    log: str = ""
     by_kind: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -201,15 +207,15 @@ class Conversation:
 
 
 def require_openwebui() -> Path:
-    """Return the Open WebUI virtualenv; skip without it on a laptop, fail in CI."""
+    """Return the Open WebUI virtualenv, or skip without it (fail under CI=true)."""
     venv = install_dir()
     version = installed_version(venv)
     if version == VERSION:
         return venv
     found = f"version {version}" if version else "nothing"
     message = (
-        f"Open WebUI {VERSION} is not installed in {venv} (found {found});"
-        f" run scripts/install-openwebui {venv}"
+        f"Open WebUI {VERSION} is not installed in {venv} (found {found})."
+        f" Run scripts/install-openwebui {venv}"
     )
     if IN_CI:
         pytest.fail(message, pytrace=False)
@@ -259,9 +265,10 @@ def run_conversation(
         model = find_model(client, kind.model, server)
 
         first = client.send(model, "Hello there", after=None)
-        wait_for_rows(appliance, kind, prefix, first.chat_id, FIRST_TURN_REQUESTS)
+        chat_path = f"{prefix}{kind.chat_path}"
+        wait_for_rows(appliance, server, chat_path, FIRST_TURN_REQUESTS)
         second = client.send(model, "And again", after=first)
-        rows = wait_for_rows(appliance, kind, prefix, second.chat_id, TOTAL_REQUESTS)
+        rows = wait_for_rows(appliance, server, chat_path, TOTAL_REQUESTS)
         chat = wait_for_task_results(client, first.chat_id)
     finally:
         client.close()
@@ -270,9 +277,9 @@ def run_conversation(
         "SELECT * FROM llmtap.exchange WHERE path = ANY(%s) ORDER BY started_at",
         [f"{prefix}{path}" for path in kind.list_paths],
     )
-    seen = [r for r in upstream.requests if r.path.startswith(f"{prefix}/")]
+    seen = [request for request in upstream.requests if request.path.startswith(prefix)]
     return Conversation(
-        kind, prefix, user, [first, second], chat, rows, list_rows, seen, server.log()
+        kind, prefix, user, [first, second], chat, rows, list_rows, seen
     )
 
 
@@ -283,26 +290,26 @@ def find_model(client: UIClient, model_id: str, server: OpenWebUI) -> dict[str, 
             return model
     ids = [model["id"] for model in models]
     raise AssertionError(
-        f"Open WebUI lists no model {model_id!r} (it lists {ids}); log:\n{server.log()}"
+        f"Open WebUI lists no model {model_id!r} (it lists {ids}). Log:\n{server.log()}"
     )
 
 
 def wait_for_rows(
-    appliance: Appliance, kind: Kind, prefix: str, chat_id: str, count: int
+    appliance: Appliance, server: OpenWebUI, chat_path: str, count: int
 ) -> list[dict[str, Any]]:
-    """Wait for `count` chat exchanges on the connection's chat path.
+    """Wait for `count` exchanges on `chat_path` and return them, oldest first.
 
-    Every chat exchange under the prefix is returned, whatever its session, so
-    a request stored without the chat id shows up in the session checks.
+    Rows are selected by path, not by session, so that an exchange stored
+    without the chat id still fails the session checks instead of going missing.
     """
     rows = appliance.wait_rows(
-        "path = %s", f"{prefix}{kind.chat_path}", count=count, timeout_s=ROWS_TIMEOUT_S
+        "path = %s", chat_path, count=count, timeout_s=ROWS_TIMEOUT_S
     )
     if len(rows) < count:
         kinds = [task_kind(row["request_body"]) for row in rows]
         raise AssertionError(
-            f"expected {count} exchanges for chat {chat_id} within"
-            f" {ROWS_TIMEOUT_S} s, found {len(rows)}: {kinds}"
+            f"expected {count} exchanges on {chat_path} within {ROWS_TIMEOUT_S} s,"
+            f" found {len(rows)} ({kinds}). Open WebUI log:\n{server.log()}"
         )
     return rows
 
@@ -310,7 +317,7 @@ def wait_for_rows(
 def wait_for_task_results(client: UIClient, chat_id: str) -> dict[str, Any]:
     """Wait until Open WebUI has stored the generated title and tags; return the chat.
 
-    Open WebUI saves them after the model's answer arrives, so a stored
+    Open WebUI saves them after the model's response arrives, so a stored
     exchange can come a moment before the chat shows its result.
     """
     deadline = time.monotonic() + TASK_RESULTS_TIMEOUT_S

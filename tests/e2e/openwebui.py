@@ -23,8 +23,8 @@ from tests.support.appliance import free_port
 
 DEFAULT_DIR = Path("/opt/llmtap-test/open-webui")
 VERSION = "0.12.4"
-# Measured start-up is about 13 s on a 2-core machine; the first start also
-# runs Open WebUI's own migrations, and CI machines are shared.
+# A start from an empty DATA_DIR runs Open WebUI's migrations first. It took
+# 29 to 42 s on a busy 2-core machine, so 180 s is a margin, not a measurement.
 HEALTH_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
 REQUEST_TIMEOUT_S = 60.0
@@ -50,7 +50,9 @@ def installed_version(venv: Path) -> str | None:
         text=True,
         timeout=60,
     )
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Connections:
     ollama_base_url: str | None = None
 
     def environment(self, unused_base_url: str) -> dict[str, str]:
-        """Build the connection settings; a disabled one points at `unused_base_url`.
+        """Build the connection settings. A disabled one points at `unused_base_url`.
 
         Both base URLs are always set, so no default (api.openai.com or
         localhost:11434) remains for a feature that reads them unasked.
@@ -94,7 +96,7 @@ class OpenWebUI:
         return f"http://127.0.0.1:{self.port}"
 
     def environment(self, base_url: str) -> dict[str, str]:
-        """Build the server's whole environment; nothing is inherited but PATH."""
+        """Build the server's whole environment. Only PATH is inherited."""
         home = self.data_dir / "home"
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -117,7 +119,7 @@ class OpenWebUI:
         }
 
     def start(self, base_url: str) -> OpenWebUI:
-        """Start the server and return once /health answers 200.
+        """Start the server and return once /health returns 200.
 
         `base_url` is where a disabled connection points, so that it stays local.
         """
@@ -147,7 +149,7 @@ class OpenWebUI:
         while True:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(
-                    f"Open WebUI exited during start; log:\n{self.log()}"
+                    f"Open WebUI exited during start. Log:\n{self.log()}"
                 )
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
@@ -156,8 +158,8 @@ class OpenWebUI:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"Open WebUI did not answer /health within {HEALTH_TIMEOUT_S} s;"
-                    f" log:\n{self.log()}"
+                    f"Open WebUI /health timed out after {HEALTH_TIMEOUT_S} s."
+                    f" Log:\n{self.log()}"
                 )
             time.sleep(0.25)
 
@@ -222,13 +224,13 @@ class UIClient:
         return response.json()
 
     def models(self) -> list[dict[str, Any]]:
-        """List the models as the UI does on load; Open WebUI asks each connection."""
+        """List the models as the UI does on load, which makes Open WebUI fetch them."""
         response = self.http.get("/api/models", params={"refresh": "true"})
         response.raise_for_status()
         return response.json()["data"]
 
     def send(self, model: dict[str, Any], content: str, after: Turn | None) -> Turn:
-        """Send one user message; `after` is the previous turn of the same chat.
+        """Send one user message: a new chat's first, or the next one after `after`.
 
         The first message of a new chat goes without a chat id and with
         parent_id null, and Open WebUI creates the chat and returns its id.

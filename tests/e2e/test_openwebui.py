@@ -96,7 +96,7 @@ def test_stream_usage(conversation: Conversation):
         assert (row["prompt_tokens"], row["completion_tokens"]) == CHAT_USAGE
 
 
-def test_openwebui_kept_task_results(conversation: Conversation):
+def test_openwebui_stores_task_results(conversation: Conversation):
     chat = conversation.chat
     follow_ups = [
         message.get("followUps")
