@@ -35,3 +35,17 @@ def test_pages_say_schema_missing_then_work(fresh_appliance: Any) -> None:
     for path, response in after.items():
         assert response.status_code == 200, path
         assert "schema is missing" not in response.text, path
+
+
+def test_pages_survive_database_restart(fresh_appliance: Any) -> None:
+    base = fresh_appliance.dashboard_url
+    assert fresh_appliance.migrate().returncode == 0
+    # Fill the pool with idle connections that the restart then breaks.
+    assert httpx.get(base + "/exchanges", timeout=10).status_code == 200
+
+    restart = fresh_appliance.supervisorctl("restart", "postgres")
+    fresh_appliance.wait_database()
+    response = httpx.get(base + "/exchanges", timeout=10)
+
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    assert response.status_code == 200
