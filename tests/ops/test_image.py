@@ -46,6 +46,10 @@ PORT_SETTINGS = (
     "LLMTAP_POSTGREST_ADMIN_PORT",
 )
 ANSWER = "pong from the scripted upstream"
+DEFAULT_HEALTH_URLS = [
+    "http://127.0.0.1:8786/_llmtap/health",
+    "http://127.0.0.1:3100/healthz",
+]
 # Program name, a fragment of its command line, and the user it must run as.
 PROGRAM_USERS = [
     ("postgres", "/usr/lib/postgresql/15/bin/postgres", "postgres"),
@@ -205,6 +209,41 @@ def model_server() -> Iterator[ScriptedUpstream]:
     server.stop()
 
 
+PASSWORD_LINE = re.compile(r"llmtap dashboard password \(shown once\): (\S+)")
+# Fetch a URL from inside the container and print the status, so that a
+# container without a network reaches its own loopback only.
+FETCH_SCRIPT = (
+    "import sys, urllib.request\n"
+    "print(urllib.request.urlopen(sys.argv[1], timeout=5).status)\n"
+)
+
+
+def fetch_inside(appliance: Appliance, url: str) -> int | None:
+    """Return the status of GET `url` made inside the container, None on error."""
+    result = appliance.podman(
+        "exec", appliance.name, "python3", "-c", FETCH_SCRIPT, url
+    )
+    if result.returncode != 0:
+        return None
+    return int(result.stdout.strip())
+
+
+def wait_inside(appliance: Appliance, urls: list[str], timeout_s: float) -> None:
+    """Wait until every URL returns 200 inside the container."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(urls)
+    while pending and time.monotonic() < deadline:
+        if fetch_inside(appliance, pending[0]) == 200:
+            pending.pop(0)
+        else:
+            time.sleep(1)
+
+    if pending:
+        pytest.fail(
+            f"{pending[0]} did not return 200 within {timeout_s} s:\n{appliance.logs()}"
+        )
+
+
 @pytest.fixture(scope="module")
 def appliance(
     podman_env: dict[str, str],
@@ -358,3 +397,59 @@ def test_stop_shuts_postgres_down_cleanly(appliance: Appliance) -> None:
     log = appliance.logs()
     assert exit_code == "0", log[-4000:]
     assert re.search(r"database system is shut down", log), log[-4000:]
+
+
+@pytest.fixture(scope="module")
+def isolated_appliance(
+    podman_env: dict[str, str],
+    image: str,
+    model_server: ScriptedUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Appliance]:
+    """Run the image as `docker run` would, with default ports and sign-in on.
+
+    `--network none` leaves the container only its own loopback, so the
+    default ports cannot clash with the host and every request stays inside.
+    """
+    data_dir = tmp_path_factory.mktemp("isolated-data")
+    name = f"llmtap-test-{uuid.uuid4().hex[:12]}"
+
+    started = run_podman(
+        podman_env,
+        "run", "--detach", "--name", name, "--network", "none",
+        "--no-healthcheck", "--volume", f"{data_dir}:/data",
+        image,
+    )  # fmt: skip
+    assert started.returncode == 0, f"podman run failed:\n{started.stderr}"
+
+    appliance = Appliance(name, podman_env, {}, model_server, data_dir)
+    try:
+        wait_inside(appliance, DEFAULT_HEALTH_URLS, START_TIMEOUT_S)
+        yield appliance
+    finally:
+        appliance.podman("rm", "--force", "--time", "30", name)
+
+
+def test_default_ports_answer(isolated_appliance: Appliance) -> None:
+    for url in DEFAULT_HEALTH_URLS:
+        assert fetch_inside(isolated_appliance, url) == 200, url
+
+
+def test_first_boot_prints_password_once(isolated_appliance: Appliance) -> None:
+    first_log = isolated_appliance.logs()
+    assert len(PASSWORD_LINE.findall(first_log)) == 1, first_log[-4000:]
+    secret = isolated_appliance.data_dir / "secrets" / "dashboard.secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+
+    restarted = isolated_appliance.podman(
+        "restart",
+        "--time",
+        str(STOP_TIMEOUT_S),
+        isolated_appliance.name,
+        timeout_s=STOP_TIMEOUT_S + 60,
+    )
+    assert restarted.returncode == 0, restarted.stderr
+    wait_inside(isolated_appliance, DEFAULT_HEALTH_URLS, START_TIMEOUT_S)
+
+    log = isolated_appliance.logs()
+    assert len(PASSWORD_LINE.findall(log)) == 1, log[-4000:]
