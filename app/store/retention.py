@@ -20,14 +20,15 @@ from app.store.writer import Writer
 
 logger = logging.getLogger(__name__)
 
-# Rows deleted per call of llmtap.apply_retention: large enough that a day of
-# traffic goes in a few calls, small enough that one transaction stays short.
+# Rows deleted per call of llmtap.apply_retention: large enough that a backlog
+# of tens of thousands of rows goes in a few calls, small enough that one
+# transaction stays short.
 BATCH_ROWS = 5000
 # Pause between batches, so the proxy's inserts and the dashboard's queries
 # get the database between two deletes.
 PAUSE_S = 0.05
-# A run stops after this much time even if more rows are due; the next run
-# continues. The recorder does not write the spool while a run lasts.
+# A run stops after this much time even if more rows are due, and the next run
+# continues. The recorder ships no spool segment while a run lasts.
 RUN_BUDGET_S = 2.0
 # Time between two runs of the recorder's schedule.
 INTERVAL_S = 60.0
@@ -104,7 +105,7 @@ class RetentionSchedule:
             logger.info("retention deleted exchanges count=%d", deleted)
 
     def warn(self, error: psycopg.Error) -> None:
-        # A run happens once a minute; the same failure is logged only once.
+        # A run happens once a minute, and the same failure is logged only once.
         reason = _reason(error)
         if reason != self.failing:
             logger.warning(

@@ -11,11 +11,11 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-# Deleted rows free no disk space by themselves: autovacuum later marks their
-# pages as free, and new rows reuse them, so the files stop growing but rarely
-# shrink. PostgreSQL's defaults vacuum a table only after 20 % of it is dead;
-# a retention batch is a few percent, so these lower thresholds let autovacuum
-# (naptime 1 min by default) make the space reusable within minutes.
+# Deleted rows free no disk space by themselves. Autovacuum later marks their
+# pages as free and new rows reuse them, so the files stop growing but rarely
+# shrink. PostgreSQL 15 vacuums a table by default only once 20 % of it is
+# dead, and a retention batch is a few percent, so these lower thresholds let
+# autovacuum (naptime 1 min by default) make the space reusable within minutes.
 AUTOVACUUM = """
     ALTER TABLE llmtap.exchange SET (
         autovacuum_vacuum_scale_factor = 0.02,

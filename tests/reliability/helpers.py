@@ -177,7 +177,8 @@ def proxy_pid(appliance: Appliance) -> int:
     """Return the pid of the proxy process, as supervisord reports it."""
     result = appliance.supervisorctl("pid", "proxy")
     pid = result.stdout.strip()
-    assert pid.isdigit() and pid != "0", f"no proxy pid: {result.stdout!r}"
+    assert pid.isdigit(), f"no proxy pid: {result.stdout!r}"
+    assert pid != "0", "the proxy is not running"
     return int(pid)
 
 

@@ -1,8 +1,8 @@
 """Small faulty servers on 127.0.0.1 for the upstream-fault tests.
 
-The scripted upstream always sends a status line before its steps; these
-servers fail earlier: they end the connection before any response, or speak
-TLS with a certificate no client trusts.
+The scripted upstream always sends a status line before its steps. These
+servers fail earlier, because they end the connection before any response or
+speak TLS with a certificate that no client trusts.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class FaultServer:
     """Accepts connections in a thread and ends each one in its own way.
 
     `mode` is "fin" (read the request head, then close), "rst" (read it, then
-    reset), "http" (answer whatever arrives with a plain HTTP 400, as a web
+    reset), "http" (reply to whatever arrives with a plain HTTP 400, as a web
     server does when a TLS handshake reaches its plain port) or "tls"
     (complete a TLS handshake with `context`, then close).
     """

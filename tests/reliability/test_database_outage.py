@@ -32,8 +32,8 @@ OUTAGE_S = 6
 AFTER_S = 2
 # The writer backs off up to 10 s between attempts, so a few back-offs more.
 ARRIVAL_TIMEOUT_S = 60
-# Requests answered during an outage may be this much slower than before it
-# at the 99th percentile: the database must add no wait to the hot path.
+# Requests served during an outage may be this much slower than before it at
+# the 99th percentile, because the database must add no wait to the hot path.
 ADDED_P99_S = 0.25
 SMALL_SPOOL_BYTES = 256 * 1024
 FLOOD_REQUESTS = 4000
@@ -47,7 +47,7 @@ DROP_WARNINGS_PER_S = 1.0
 def test_outage_under_load_stores_each_once(
     upstream: ScriptedUpstream, stage: Stage
 ) -> None:
-    """Requests are answered as usual while PostgreSQL is down, and stored once."""
+    """Requests are served as usual while PostgreSQL is down, and stored once."""
     with migrated_appliance(upstream.url) as appliance:
         plain, stream = play_load_scripts(stage)
         baseline = Load(appliance.proxy_url, plain, stream).run(400)

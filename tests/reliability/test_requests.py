@@ -42,7 +42,7 @@ class EdgeStack:
 def edge(upstream: ScriptedUpstream) -> Iterator[EdgeStack]:
     """A stack with a small body limit and an allow-list with name and port variants."""
     port = int(upstream.url.rsplit(":", 1)[1])
-    # Port 80 is the default port of http; nothing listens there in the tests,
+    # Port 80 is the default port of http. Nothing listens there in the tests,
     # so an accepted request gets a 502 from the proxy, never a 403.
     allowed = f"http://localhost:{port},http://127.0.0.1"
     settings = {
@@ -147,8 +147,8 @@ def test_disallowed_target_rejected(
 ) -> None:
     """A target outside the allow-list gets an immediate 403 naming the setting."""
     value = target_value(REJECTED_TARGETS[case], edge)
-    # The same policy in this process must reject it too; otherwise the request
-    # below could make the appliance connect somewhere.
+    # The same policy must reject it in this process first, because a bug could
+    # otherwise make the request below connect somewhere.
     with pytest.raises(ProxyError):
         TargetPolicy(settings_of(edge)).resolve(value.encode())
 

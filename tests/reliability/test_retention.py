@@ -76,7 +76,7 @@ def assert_load_answered(load_outcomes: list[Any]) -> None:
 
 
 def test_age_limit_deletes_old_rows(upstream: ScriptedUpstream, stage: Stage) -> None:
-    """Exchanges older than the limit go in batches; newer ones and traffic stay."""
+    """Exchanges past the age limit go in batches, and newer ones and traffic stay."""
     settings = {"retention_max_age_days": str(MAX_AGE_DAYS)}
     with migrated_appliance(upstream.url, **settings) as appliance:
         insert_rows(appliance, OLD_ROWS, f"{MAX_AGE_DAYS + 3} days")

@@ -33,7 +33,7 @@ OUTAGE_AFTER_S = 15
 OUTAGE_S = 20
 ARRIVAL_TIMEOUT_S = 120
 # Growth allowed from the first sample to the peak, and from the steady
-# middle of the run to its end; a leak per exchange would exceed both.
+# middle of the run to its end. A leak per exchange would exceed both.
 PEAK_GROWTH_KIB = 96 * 1024
 LATE_GROWTH_KIB = 32 * 1024
 
@@ -48,7 +48,7 @@ def outage(appliance: Appliance, stopped: threading.Event) -> None:
 
 
 def test_soak_with_outage(upstream: ScriptedUpstream, stage: Stage) -> None:
-    """Every exchange of a long run with an outage is answered and stored once."""
+    """Every exchange of a long run with an outage is served and stored once."""
     with migrated_appliance(upstream.url) as appliance:
         plain, stream = play_load_scripts(stage)
         offset = log_offset(appliance)

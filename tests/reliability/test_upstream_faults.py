@@ -2,7 +2,7 @@
 
 Before the response starts the client must get an OpenAI-shaped 502 or 504.
 After it started the client must see an abnormally ended body, never a clean
-end that would pass a partial answer off as complete.
+end that would pass a partial response off as complete.
 """
 
 from __future__ import annotations
