@@ -346,7 +346,7 @@ class Client:
 def check_sample(
     sample: Sample, scenario: Scenario, request_body: bytes | None
 ) -> str | None:
-    """Return why `sample` is not a correct answer to `scenario`, or None.
+    """Return why `sample` is not a correct response to `scenario`, or None.
 
     `request_body` is what the upstream must have seen byte for byte, or None
     for a gateway that re-encodes requests.

@@ -35,7 +35,7 @@ from scripts.bench.servers import start_upstream
 from scripts.bench.upstream import run_fast
 
 # py-spy starts sampling a moment after it attaches; the load runs longer than
-# the recording on both ends so that every sample sees steady load.
+# the recording on both ends, so every sample falls under steady load.
 LOAD_MARGIN_S = 3.0
 
 

@@ -94,7 +94,11 @@ def _number(value: float, signed: bool = False) -> str:
     if math.isnan(value):
         return "n/a"
     magnitude = abs(value)
-    digits = 0 if magnitude >= 100 else 2 if magnitude >= 1 else 3
+    digits = 3
+    if magnitude >= 100:
+        digits = 0
+    elif magnitude >= 1:
+        digits = 2
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
@@ -214,6 +218,20 @@ GOALS = [
     Goal(
         "proxy RSS during outage (MB)",
         _value("proxy rss during outage MB"),
+        150.0,
+        True,
+    ),
+    # The same bounds for the proxy with its child processes (the recorder).
+    Goal("proxy tree RSS idle (MB)", _value("proxy tree rss idle MB"), 100.0, True),
+    Goal(
+        "proxy tree RSS after soak (MB)",
+        _value("proxy tree rss after soak MB"),
+        150.0,
+        True,
+    ),
+    Goal(
+        "proxy tree RSS during outage (MB)",
+        _value("proxy tree rss during outage MB"),
         150.0,
         True,
     ),

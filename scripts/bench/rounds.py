@@ -3,7 +3,7 @@
 A round runs each scenario against all targets back to back: latency
 scenarios alternate targets request by request, throughput runs rotate the
 order of targets. Results are `{metric: {target: value}}` in milliseconds,
-exchanges per second or bytes, as each metric name says.
+exchanges per second or megabytes, as each metric name states.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import os
 import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 from scripts.bench import load, report, rounds
 from scripts.bench.appliance import Appliance, appliance_missing, start_appliance
 from scripts.bench.servers import (
+    REPO_ROOT,
     Server,
     start_litellm,
     start_nginx,
@@ -219,6 +221,20 @@ def quick_failures(results: rounds.Results, targets: list[str]) -> list[str]:
     return failures
 
 
+def code_version() -> str:
+    """Return the commit of the checkout, noting uncommitted changes under app/."""
+
+    def git(*arguments: str) -> str:
+        completed = subprocess.run(
+            ["git", *arguments], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+        return completed.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "app")
+    return f"{commit} with uncommitted changes in app/" if dirty else commit
+
+
 def load_average() -> str:
     """Return the 1-minute load average, which shows how busy the machine was."""
     return f"{os.getloadavg()[0]:.1f}"
@@ -243,6 +259,7 @@ def print_report(
     print(f"## Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     print(f"- command: `{command}`")
     print(f"- machine: {machine_line()}")
+    print(f"- code: {code_version()}")
     print(
         f"- 1-minute load average: {run.load_before} before the run, "
         f"{load_average()} after it"

@@ -98,7 +98,7 @@ def free_port() -> int:
 
 
 def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen) -> None:
-    """Poll `url` until it answers with any HTTP status, or raise on timeout."""
+    """Poll `url` until it responds with any HTTP status; raise TimeoutError if not."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -110,7 +110,7 @@ def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen) -> None
             return
         except OSError:
             time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
+    raise TimeoutError(f"{url} did not respond within {timeout_s:.0f} s")
 
 
 def start_upstream(workdir: Path) -> Server:

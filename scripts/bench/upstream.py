@@ -1,6 +1,6 @@
 """A fast model-server stand-in for the benchmarks, on raw asyncio protocols.
 
-It answers with canned bytes so that it costs little CPU and is never the
+It responds with pre-encoded bytes, so it costs little CPU and is never the
 bottleneck of a run. Routes, chosen by path so that any proxy in front can pick
 one without rewriting bodies:
 
@@ -254,7 +254,7 @@ def echo_response(body: bytes) -> bytes:
 
 
 class UpstreamProtocol(asyncio.Protocol):
-    """One client connection; requests are answered one at a time, in order."""
+    """One client connection, which serves its requests one at a time, in order."""
 
     def __init__(self) -> None:
         self.parser = RequestParser()
@@ -317,7 +317,7 @@ class UpstreamProtocol(asyncio.Protocol):
     def stream(self, pieces: list[bytes], slow: bool) -> None:
         if not slow:
             # Separate writes reach the socket as separate segments (TCP_NODELAY),
-            # so the proxy sees events arrive one by one, as from a fast model.
+            # so the proxy receives events one by one, as from a fast model.
             assert self.transport is not None
             for piece in pieces:
                 self.transport.write(piece)
@@ -326,8 +326,8 @@ class UpstreamProtocol(asyncio.Protocol):
         asyncio.get_running_loop().create_task(self.stream_slowly(pieces))
 
     async def stream_slowly(self, pieces: list[bytes]) -> None:
-        # The head and first event go out at once; the pause comes before every
-        # later content event, and the closing pieces follow the last one directly.
+        # The head and first event go out at once. Each later content event waits
+        # SLOW_GAP_S, and the closing pieces follow the last one directly.
         for index, piece in enumerate(pieces):
             if self.transport is None:
                 return
