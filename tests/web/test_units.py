@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 from fastapi.testclient import TestClient
 
 from app.settings import Settings
 from app.web import conversation, curl, timeline
 from app.web.app import create_app
+from app.web.views.live import Follower
 from app.web.views.sessions import path_tree
 
 
@@ -224,3 +228,46 @@ def test_dropped_banner_hidden(tmp_path: Path) -> None:
     assert 'id="dropped-exchanges"' not in missing
     assert 'id="dropped-exchanges"' not in zero
     assert 'id="dropped-exchanges"' not in broken
+
+
+def moment(second: int) -> datetime:
+    return datetime(2026, 1, 31, 12, 0, second, tzinfo=UTC)
+
+
+def live_row(second: int) -> dict[str, Any]:
+    """Return a recorded row whose id and recorded_at second are both `second`."""
+    return {"recorded_at": moment(second), "id": UUID(int=second)}
+
+
+def ids_of(rows: list[dict[str, Any]]) -> list[UUID]:
+    return [row["id"] for row in rows]
+
+
+def test_follower_skips_rows_page_showed() -> None:
+    follower = Follower((moment(5), UUID(int=5)))
+
+    first = follower.take_new([live_row(4), live_row(5), live_row(6)])
+
+    assert ids_of(first) == [UUID(int=6)]
+    assert follower.position == (moment(6), UUID(int=6))
+
+
+def test_follower_sends_late_commit_once() -> None:
+    follower = Follower((moment(0), UUID(int=0)))
+    follower.take_new([live_row(2)])
+
+    late = follower.take_new([live_row(1), live_row(2), live_row(3)])
+    again = follower.take_new([live_row(1), live_row(2), live_row(3)])
+
+    assert ids_of(late) == [UUID(int=1), UUID(int=3)]
+    assert again == []
+    assert follower.position == (moment(3), UUID(int=3))
+
+
+def test_follower_forgets_old_ids() -> None:
+    follower = Follower((moment(0), UUID(int=0)))
+    follower.take_new([live_row(1)])
+
+    follower.take_new([live_row(59)])
+
+    assert set(follower.sent) == {UUID(int=59)}

@@ -4,7 +4,8 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -23,6 +24,12 @@ router = APIRouter(prefix="/api", dependencies=[Depends(require_sign_in)])
 POLL_INTERVAL_S = 1.0
 # A comment line this often keeps idle connections open through proxies.
 HEARTBEAT_S = 15.0
+
+# How far back each poll rereads for batches that committed late, and the rows
+# read per query. A recorder transaction lasting longer than LOOKBACK can still
+# be missed.
+LOOKBACK = timedelta(seconds=10)
+POLL_ROWS = 500
 
 # Position before every exchange, for a table that is still empty.
 BEGINNING = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
@@ -59,11 +66,58 @@ def _position(token: str | None) -> tuple[datetime, UUID] | None:
     return cursor.started_at, cursor.id
 
 
+class Follower:
+    """The live feed's position, and the recent exchanges it already sent.
+
+    recorded_at is the recorder's transaction time, so a batch that commits
+    late can appear behind rows already sent. Each poll therefore rereads the
+    last LOOKBACK and skips the ids it has sent.
+    """
+
+    def __init__(self, start: tuple[datetime, UUID]) -> None:
+        self.position = start
+        self.sent: dict[UUID, datetime] = {}
+        self.seeded = False
+
+    def window_start(self) -> tuple[datetime, UUID]:
+        return (self.position[0] - LOOKBACK, UUID(int=0))
+
+    def take_new(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Return the rows not sent yet and remember them."""
+        fresh = []
+        for row in rows:
+            key = (row["recorded_at"], row["id"])
+            # The first poll only learns what the page already showed.
+            already_shown = not self.seeded and key <= self.position
+            if row["id"] not in self.sent and not already_shown:
+                fresh.append(row)
+            self.sent[row["id"]] = row["recorded_at"]
+            self.position = max(self.position, key)
+        self.seeded = True
+
+        cutoff = self.position[0] - LOOKBACK
+        self.sent = {ident: at for ident, at in self.sent.items() if at >= cutoff}
+        return fresh
+
+
+async def _poll(
+    conn: queries.Connection, where: queries.ExchangeFilter, follower: Follower
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    after = follower.window_start()
+    while True:
+        batch = await queries.list_recorded_after(conn, where, after, POLL_ROWS)
+        rows.extend(batch)
+        if len(batch) < POLL_ROWS:
+            return rows
+        after = (batch[-1]["recorded_at"], batch[-1]["id"])
+
+
 async def _events(
     request: Request, where: queries.ExchangeFilter, start: tuple[datetime, UUID]
 ) -> AsyncIterator[str]:
     pool = request.app.state.pool
-    position = start
+    follower = Follower(start)
     idle_s = 0.0
     failing = False
     # retry sets how long EventSource waits before reconnecting, in ms.
@@ -72,7 +126,7 @@ async def _events(
     while not await request.is_disconnected():
         try:
             async with pool.connection() as conn:
-                rows = await queries.list_recorded_after(conn, where, position)
+                rows = follower.take_new(await _poll(conn, where, follower))
             failing = False
         except (queries.SchemaMissingError, DatabaseUnavailableError) as exc:
             # Logged once per outage, not once per poll.
@@ -82,8 +136,8 @@ async def _events(
             rows = []
 
         for row in rows:
-            position = (row["recorded_at"], row["id"])
-            yield _event(row, encode_position(*position))
+            # The feed's position, not the row's, because a late row is older.
+            yield _event(row, encode_position(*follower.position))
         idle_s = 0.0 if rows else idle_s + POLL_INTERVAL_S
         if idle_s >= HEARTBEAT_S:
             idle_s = 0.0

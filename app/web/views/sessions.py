@@ -41,7 +41,7 @@ async def session_list(request: Request) -> Response:
     )
 
 
-@router.get("/sessions/{session_id}")
+@router.get("/sessions/{session_id:path}")
 async def session_page(request: Request, session_id: str) -> Response:
     async with request.app.state.pool.connection() as conn:
         rows = await queries.list_session_exchanges(conn, session_id)
