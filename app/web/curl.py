@@ -7,21 +7,24 @@ from typing import Any
 # Stored headers carry only fingerprints of credentials, so the command sends a
 # shell variable in their place and the user supplies the real key.
 API_KEY_PLACEHOLDER = "$API_KEY"
+UPSTREAM_PLACEHOLDER = "$UPSTREAM_URL"
 
 CREDENTIAL_HEADERS = {"authorization": "Bearer ", "x-api-key": "", "api-key": ""}
 
 
 def curl_command(exchange: dict[str, Any]) -> str:
     """Return a shell command that sends the exchange's request again."""
-    url = (exchange.get("target_url") or "").rstrip("/") + (exchange.get("path") or "")
-    if exchange.get("query"):
-        url += "?" + exchange["query"]
-
-    lines = [f"curl -X {exchange.get('method') or 'POST'} {shlex.quote(url)}"]
-    headers = exchange.get("request_headers") or {}
-    names = (
-        {str(name).lower() for name in headers} if isinstance(headers, dict) else set()
+    target = (exchange.get("path") or "") + (
+        "?" + exchange["query"] if exchange.get("query") else ""
     )
+    if exchange.get("target_url"):
+        url = shlex.quote(exchange["target_url"].rstrip("/") + target)
+    else:
+        # An exchange recorded without its upstream origin: the user fills it in.
+        url = f'"{UPSTREAM_PLACEHOLDER}"{shlex.quote(target)}'
+
+    lines = [f"curl -X {exchange.get('method') or 'POST'} {url}"]
+    names = _header_names(exchange.get("request_headers"))
     for name, prefix in CREDENTIAL_HEADERS.items():
         if name in names:
             # Double quotes so that the shell expands $API_KEY.

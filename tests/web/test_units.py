@@ -165,6 +165,12 @@ def test_curl_uses_placeholder_key() -> None:
     assert "it'\"'\"'s" in command
 
 
+def test_curl_without_target_url() -> None:
+    command = curl.curl_command({"method": "GET", "path": "/api/tags", "query": "x=1"})
+
+    assert command == "curl -X GET \"$UPSTREAM_URL\"'/api/tags?x=1'"
+
+
 def test_curl_without_credentials() -> None:
     command = curl.curl_command(
         {"method": "GET", "target_url": "http://h", "path": "/api/tags"}
@@ -271,3 +277,13 @@ def test_follower_forgets_old_ids() -> None:
     follower.take_new([live_row(59)])
 
     assert set(follower.sent) == {UUID(int=59)}
+
+
+def test_curl_reads_header_pairs() -> None:
+    exchange = {"method": "POST", "target_url": "http://h", "path": "/v1/x"}
+    exchange["request_headers"] = [["X-Api-Key", "<redacted>"], ["accept", "*/*"]]
+
+    command = curl.curl_command(exchange)
+
+    assert '-H "x-api-key: $API_KEY"' in command
+    assert "authorization" not in command
