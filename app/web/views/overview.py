@@ -1,5 +1,7 @@
 """The overview page: totals, charts over time, top models, users and errors."""
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,6 +11,7 @@ from fastapi.responses import Response
 from app.store import queries
 from app.web import filters
 from app.web.auth import require_sign_in
+from app.web.pool import ConnectionPool
 from app.web.templating import render
 
 router = APIRouter(dependencies=[Depends(require_sign_in)])
@@ -41,15 +44,21 @@ async def overview_page(request: Request) -> Response:
     since = filters.range_start(range_value)
     until = datetime.now(UTC)
 
-    async with request.app.state.pool.connection() as conn:
-        if since is None:
-            since = await queries.first_started(conn) or until - timedelta(hours=1)
-        bucket_s = BUCKET_S.get(range_value) or _all_time_bucket(since, until)
-        totals = await queries.overview_totals(conn, since, None)
-        series = await queries.overview_series(conn, since, None, bucket_s)
-        models = await queries.list_groups(conn, "model", since, None, 10, False)
-        users = await queries.list_groups(conn, "user", since, None, 10, False)
-        outcomes = await queries.list_outcomes(conn, since, None)
+    pool = request.app.state.pool
+    if since is None:
+        first = await _query(pool, queries.first_started)
+        since = first or until - timedelta(hours=1)
+    bucket_s = BUCKET_S.get(range_value) or _all_time_bucket(since, until)
+
+    # Each query scans the range on its own connection, so they run side by
+    # side on the database's cores instead of one after another.
+    totals, series, models, users, outcomes = await asyncio.gather(
+        _query(pool, queries.overview_totals, since, None),
+        _query(pool, queries.overview_series, since, None, bucket_s),
+        _query(pool, queries.list_groups, "model", since, None, 10, False),
+        _query(pool, queries.list_groups, "user", since, None, 10, False),
+        _query(pool, queries.list_outcomes, since, None),
+    )
 
     return render(
         request,
@@ -62,6 +71,11 @@ async def overview_page(request: Request) -> Response:
         users=users,
         outcomes=outcomes,
     )
+
+
+async def _query(pool: ConnectionPool, function: Callable[..., Any], *args: Any) -> Any:
+    async with pool.connection() as conn:
+        return await function(conn, *args)
 
 
 def _all_time_bucket(since: datetime, until: datetime) -> int:
