@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from tests.cases.helpers import Stage, log_offset, log_since
 from tests.support.appliance import Appliance
@@ -106,4 +107,36 @@ def test_sigkill_under_load_loses_only_last_flush(
         assert len(answered) > 100
         assert failed, "the kill cut no request, so the test proves nothing"
         assert not early, f"{len(early)} exchanges finished well before the kill lost"
+        assert set(counts.values()) == {1}
+
+
+def recorder_pid(appliance: Appliance) -> int:
+    """Return the pid of the recorder, the proxy's child process."""
+    proxy = proxy_pid(appliance)
+    for task in Path(f"/proc/{proxy}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"app.proxy.recorder" in command:
+                return int(child)
+    raise AssertionError("the proxy runs no recorder")
+
+
+def test_recorder_sigkill_loses_nothing(
+    upstream: ScriptedUpstream, stage: Stage
+) -> None:
+    """A recorder killed mid-batch is restarted and writes every exchange once."""
+    with migrated_appliance(upstream.url) as appliance:
+        plain, stream = play_load_scripts(stage)
+        load = Load(appliance.proxy_url, plain, stream)
+        thread = load.start()
+        time.sleep(2)
+        for _ in range(3):
+            os.kill(recorder_pid(appliance), signal.SIGKILL)
+            time.sleep(1.5)
+        outcomes = load.stop(thread)
+        ids = ok_ids(outcomes)
+        counts = wait_stored(appliance, ids, timeout_s=ARRIVAL_TIMEOUT_S)
+
+        assert len(ids) == len(outcomes), "a recorder crash failed a request"
+        assert len(counts) == len(ids), f"{len(ids) - len(counts)} never stored"
         assert set(counts.values()) == {1}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
@@ -13,7 +12,9 @@ from tests.support.upstream import ScriptedUpstream
 
 from .helpers import (
     Load,
+    Outcome,
     migrated_appliance,
+    ok_ids,
     play_load_scripts,
     restart_proxy,
     wait_stored,
@@ -67,7 +68,12 @@ def wait_count(
         time.sleep(0.2)
 
 
-def assert_load_answered(load_outcomes: list[Any]) -> None:
+def sent_after(outcomes: list[Outcome], moment: float) -> list[Outcome]:
+    """Return the outcomes of requests sent after `moment` (time.monotonic())."""
+    return [o for o in outcomes if o.finished_at - o.seconds >= moment]
+
+
+def assert_load_answered(load_outcomes: list[Outcome]) -> None:
     assert load_outcomes, "no request was sent while retention ran"
     failed = [o for o in load_outcomes if o.status != 200]
     assert not failed, f"{len(failed)} requests failed, first: {failed[0]}"
@@ -85,14 +91,17 @@ def test_age_limit_deletes_old_rows(upstream: ScriptedUpstream, stage: Stage) ->
         load = Load(appliance.proxy_url, plain, stream, concurrency=4)
         offset = log_offset(appliance)
 
-        # The schedule's first run comes right after the proxy starts.
-        restart_proxy(appliance)
+        # The schedule's first run comes right after the proxy starts, so the
+        # load runs across the restart and only requests sent after it count.
         thread = load.start()
+        restart_proxy(appliance)
+        back_at = time.monotonic()
         old_left = wait_count(
             appliance, f"started_at < now() - interval '{MAX_AGE_DAYS} days'", 0, 30
         )
-        outcomes = load.stop(thread)
-        ids = [o.exchange_id for o in outcomes if o.exchange_id]
+        time.sleep(1)
+        outcomes = sent_after(load.stop(thread), back_at)
+        ids = ok_ids(outcomes)
         counts = wait_stored(appliance, ids)
         log = log_since(appliance, offset)
 
@@ -125,14 +134,17 @@ def test_size_limit_keeps_newest(upstream: ScriptedUpstream, stage: Stage) -> No
         load = Load(appliance.proxy_url, plain, stream, concurrency=4)
         offset = log_offset(appliance)
 
-        restart_proxy(appliance)
         thread = load.start()
+        restart_proxy(appliance)
+        back_at = time.monotonic()
         deadline = time.monotonic() + 30
         while count_rows(appliance) > budget * 1.05:
             assert time.monotonic() < deadline, "the size limit deleted too little"
             time.sleep(0.2)
-        outcomes = load.stop(thread)
-        ids = [o.exchange_id for o in outcomes if o.exchange_id]
+        time.sleep(1)
+        all_outcomes = load.stop(thread)
+        outcomes = sent_after(all_outcomes, back_at)
+        ids = ok_ids(all_outcomes)
         wait_stored(appliance, ids)
         restart_proxy(appliance)
         stored_budget = appliance.query(
