@@ -82,9 +82,10 @@ def password_matches(settings: Settings, submitted: str) -> bool:
 def client_address(request: Request) -> str:
     """Return the caller's address, taking X-Forwarded-For only from nginx.
 
-    nginx runs on the same host and appends the address it saw to
-    X-Forwarded-For, so only the last entry is trusted, and only when the
-    connection itself comes from 127.0.0.1.
+    nginx on the same host sets X-Forwarded-For to the address it saw. The
+    header is trusted only when the connection itself comes from 127.0.0.1,
+    and then only its last entry, which is nginx's own even under a setting
+    that appends to a client-sent header.
     """
     peer = request.client.host if request.client else "unknown"
     forwarded = request.headers.get("x-forwarded-for")
