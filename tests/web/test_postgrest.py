@@ -80,7 +80,7 @@ def test_views_filter_by_property(appliance: Any, traffic: Traffic, token: str) 
 
 
 @pytest.mark.parametrize("view", ["exchanges", "sessions", "users", "models"])
-def test_each_view_answers(
+def test_each_view_returns_rows(
     appliance: Any, traffic: Traffic, token: str, view: str
 ) -> None:
     response = rest(appliance, f"{view}?limit=1", token)
@@ -97,7 +97,7 @@ def test_session_view_totals(appliance: Any, traffic: Traffic, token: str) -> No
     assert response.json()[0]["session_name"] == "dashboard test chat"
 
 
-def test_views_refuse_without_token(appliance: Any, traffic: Traffic) -> None:
+def test_views_reject_without_token(appliance: Any, traffic: Traffic) -> None:
     for view in ("exchanges", "exchange_summaries", "models"):
         response = rest(appliance, f"{view}?limit=1")
         assert response.status_code == 401, view
@@ -127,7 +127,7 @@ def test_reader_cannot_write(
 
 
 def as_role(appliance: Any, role: str, query: str) -> list[tuple[Any, ...]]:
-    """Run query as role, switched to from the superuser."""
+    """Run query as role, switching to it from a superuser connection."""
     with psycopg.connect(appliance.conninfo(), autocommit=True) as conn:
         conn.execute(f"SET ROLE {role}")
         return conn.execute(query).fetchall()

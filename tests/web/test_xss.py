@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .helpers import XSS_PROMPT, Traffic
+from .helpers import XSS_PROMPT, Traffic, json_script
 
 
 def assert_inert(page: Any) -> None:
@@ -39,8 +39,6 @@ def test_detail_renders_markup_inert(
 def test_live_row_renders_markup_inert(
     appliance: Any, traffic: Traffic, sender: Any, page: Any
 ) -> None:
-    from .helpers import json_script
-
     user = f"{traffic.user}-xss-live"
     page.goto(appliance.dashboard_url + f"/exchanges?user={user}")
     # A locator wait, because wait_for_function evaluates a string, which the
