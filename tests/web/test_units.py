@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.settings import Settings
 from app.web import conversation, curl, timeline
 from app.web.app import create_app
-from app.web.views.live import Follower
+from app.web.views.live import BEGINNING, Follower
 from app.web.views.sessions import path_tree
 
 
@@ -268,6 +268,16 @@ def test_follower_sends_late_commit_once() -> None:
     assert ids_of(late) == [UUID(int=1), UUID(int=3)]
     assert again == []
     assert follower.position == (moment(3), UUID(int=3))
+
+
+def test_follower_starts_on_empty_table() -> None:
+    follower = Follower(BEGINNING)
+
+    window = follower.window_start()
+    first = follower.take_new([live_row(1)])
+
+    assert window[0] < BEGINNING[0]
+    assert ids_of(first) == [UUID(int=1)]
 
 
 def test_follower_forgets_old_ids() -> None:

@@ -31,8 +31,9 @@ HEARTBEAT_S = 15.0
 LOOKBACK = timedelta(seconds=10)
 POLL_ROWS = 500
 
-# Position before every exchange, for a table that is still empty.
-BEGINNING = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
+# Position before every exchange, for a table that is still empty. Not
+# datetime.min, because the lookback is subtracted from it.
+BEGINNING = (datetime(1970, 1, 1, tzinfo=UTC), UUID(int=0))
 
 
 @router.get("/exchanges/live")
