@@ -54,13 +54,17 @@ SUMMARY_COLUMNS = (
     "left(response_text, 200) AS response_snippet",
 )
 
-# The stored texts that full-text search covers, capped so that a 1 MiB prompt
-# stays under the tsvector size limit. Migration 0002 indexes this exact
-# expression; a change here must change the index too.
+# The stored texts that full-text search covers: the prompt snippet, the answer
+# and the whole request body as JSON text, which holds the system prompt and
+# earlier turns. The caps keep the tsvector under PostgreSQL's 1 MiB limit
+# (180 000 characters of unique 4-character words made 342 kB), because an
+# oversized one would make the proxy's insert fail. Migration 0002 indexes this
+# exact expression, so a change here must change the index too.
 SEARCH_DOCUMENT = (
     "to_tsvector('simple'::regconfig, "
-    "left(coalesce(prompt_text, ''), 100000) || ' ' || "
-    "left(coalesce(response_text, ''), 100000))"
+    "left(coalesce(prompt_text, ''), 20000) || ' ' || "
+    "left(coalesce(response_text, ''), 80000) || ' ' || "
+    "left(coalesce(request_body::text, ''), 80000))"
 )
 
 MAX_PAGE_SIZE = 500

@@ -11,14 +11,17 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-# Full-text search over the stored texts. The expression must match
-# app.store.queries.SEARCH_DOCUMENT exactly, or the planner ignores the index.
-# Each text is capped so that a 1 MiB body stays under the 1 MiB tsvector limit.
+# Full-text search over the prompt snippet, the answer and the request body.
+# The expression must match app.store.queries.SEARCH_DOCUMENT exactly, or the
+# planner ignores the index. Each text is capped so that the tsvector of a
+# 1 MiB body stays under PostgreSQL's 1 MiB limit, which would otherwise make
+# the proxy's insert fail.
 SEARCH_INDEX = """
     CREATE INDEX exchange_search_idx ON llmtap.exchange USING gin ((
         to_tsvector('simple'::regconfig,
-            left(coalesce(prompt_text, ''), 100000) || ' ' ||
-            left(coalesce(response_text, ''), 100000))
+            left(coalesce(prompt_text, ''), 20000) || ' ' ||
+            left(coalesce(response_text, ''), 80000) || ' ' ||
+            left(coalesce(request_body::text, ''), 80000))
     ))
 """
 

@@ -60,7 +60,7 @@ def traffic(sender: Sender) -> Traffic:
     traffic.ids["first"] = sender.chat(
         json_script("The capital of France is Paris.", main),
         [
-            {"role": "system", "content": "Answer briefly."},
+            {"role": "system", "content": f"Answer briefly, code sys{sender.run}."},
             {"role": "user", "content": f"capital of France {sender.run}"},
         ],
         model=main,

@@ -10,6 +10,9 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import psycopg
+
+from app.store import queries
 
 from .helpers import Sender, Traffic, json_script
 
@@ -217,3 +220,27 @@ def test_pages_link_relatively(appliance: Any, traffic: Traffic) -> None:
         assert 'href="http' not in html, path
         assert 'src="http' not in html, path
         assert 'action="http' not in html, path
+
+
+def test_search_covers_request_body(
+    appliance: Any, traffic: Traffic, page: Any
+) -> None:
+    # The word appears only in the system prompt, which prompt_text leaves out.
+    page.goto(appliance.dashboard_url + f"/exchanges?q=sys{traffic.run}")
+
+    assert rows_shown(page) == [traffic.ids["first"]]
+
+
+def test_search_uses_index(appliance: Any, traffic: Traffic) -> None:
+    where = queries.ExchangeFilter(search="whale")
+    condition = where.conditions()[0]
+    with psycopg.connect(appliance.conninfo(), autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")
+        text = condition.as_string(conn)
+        plan = conn.execute(
+            f"EXPLAIN (FORMAT JSON) SELECT id FROM llmtap.exchange WHERE {text}"
+        ).fetchone()
+
+    # With sequential scans off, only an index matching the expression serves.
+    assert plan is not None
+    assert "exchange_search_idx" in json.dumps(plan[0])
