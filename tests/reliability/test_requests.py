@@ -262,6 +262,8 @@ REQUEST_TARGETS = {
     "absolute-form": "http://127.0.0.1:{other}/v1/chat/completions",
     "double-slash": "//127.0.0.1:{other}/v1/chat/completions",
     "backslash-userinfo": "\\@127.0.0.1:{other}/v1/chat/completions",
+    "asterisk-userinfo": "*@127.0.0.1:{other}",
+    "asterisk-then-path": "*@127.0.0.1:{other}/v1/chat/completions",
 }
 
 
@@ -271,8 +273,8 @@ def test_request_target_keeps_upstream_host(
 ) -> None:
     """The request line's target cannot move the exchange to another origin.
 
-    The proxy joins the allowed origin and the request's path as text, so a
-    path that does not start with "/" could turn the origin into userinfo.
+    Joined to the origin as text, a target that does not start with "/" would
+    turn the origin into userinfo and name another host and port.
     """
     with FaultServer("fin") as other:
         target = REQUEST_TARGETS[case].format(other=other.port)
