@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -44,12 +45,20 @@ RSS_GROWTH_KIB = 64 * 1024
 DROP_WARNINGS_PER_S = 1.0
 
 
-def test_outage_under_load_stores_each_once(
-    upstream: ScriptedUpstream, stage: Stage
-) -> None:
-    """Requests are served as usual while PostgreSQL is down, and stored once."""
+@dataclass
+class OutageRun:
+    """What load across a PostgreSQL stop and start left behind."""
+
+    baseline: list[Outcome]
+    outcomes: list[Outcome]
+    counts: dict[str, int]
+    log: str
+
+
+@pytest.fixture(scope="module")
+def outage_run(upstream: ScriptedUpstream) -> Iterator[OutageRun]:
     with migrated_appliance(upstream.url) as appliance:
-        plain, stream = play_load_scripts(stage)
+        plain, stream = play_load_scripts(Stage(upstream))
         baseline = Load(appliance.proxy_url, plain, stream).run(400)
         offset = log_offset(appliance)
 
@@ -61,22 +70,49 @@ def test_outage_under_load_stores_each_once(
         supervise(appliance, "start", "postgres")
         time.sleep(AFTER_S)
         outcomes = load.stop(thread)
-        ids = ok_ids(outcomes)
-        counts = wait_stored(appliance, ids, timeout_s=ARRIVAL_TIMEOUT_S)
-        log = log_since(appliance, offset)
+        counts = wait_stored(appliance, ok_ids(outcomes), ARRIVAL_TIMEOUT_S)
+        yield OutageRun(baseline, outcomes, counts, log_since(appliance, offset))
 
-        failed = [o for o in outcomes if o.status != 200]
-        before_p99 = percentile([o.seconds for o in baseline], 0.99)
-        during_p99 = percentile([o.seconds for o in outcomes], 0.99)
-        assert not failed, f"{len(failed)} requests failed, first: {failed[0]}"
-        assert len(outcomes) > 100
-        assert during_p99 <= before_p99 + ADDED_P99_S
-        assert len(set(ids)) == len(ids)
-        assert len(counts) == len(ids), f"{len(ids) - len(counts)} never stored"
-        assert set(counts.values()) == {1}
-        assert "database write failed" in log
-        assert "database writes resumed" in log
-        assert "Traceback" not in log
+
+def test_outage_under_load_stores_each_once(outage_run: OutageRun) -> None:
+    """Requests are served as usual while PostgreSQL is down, and stored once."""
+    outcomes = outage_run.outcomes
+    ids = ok_ids(outcomes)
+    failed = [o for o in outcomes if o.status != 200]
+    before_p99 = percentile([o.seconds for o in outage_run.baseline], 0.99)
+    during_p99 = percentile([o.seconds for o in outcomes], 0.99)
+
+    assert not failed, f"{len(failed)} requests failed, first: {failed[0]}"
+    assert len(outcomes) > 100
+    assert during_p99 <= before_p99 + ADDED_P99_S
+    assert len(set(ids)) == len(ids)
+    assert len(outage_run.counts) == len(ids), (
+        f"{len(ids) - len(outage_run.counts)} never stored"
+    )
+    assert set(outage_run.counts.values()) == {1}
+    assert "database write failed" in outage_run.log
+    assert "database writes resumed" in outage_run.log
+    assert "Traceback" not in outage_run.log
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the recorder parses and logs a segment before inserting it, so each "
+    "failed insert during an outage logs the first segment's exchanges again",
+)
+def test_outage_logs_each_exchange_once(outage_run: OutageRun) -> None:
+    """Each exchange gets exactly one INFO line, however often its write is retried."""
+    lines = Counter(
+        line.split("exchange id=", 1)[1].split(" ", 1)[0]
+        for line in outage_run.log.splitlines()
+        if " exchange id=" in line
+    )
+    ids = ok_ids(outage_run.outcomes)
+    repeated = [exchange_id for exchange_id in ids if lines[exchange_id] > 1]
+    missing = [exchange_id for exchange_id in ids if lines[exchange_id] == 0]
+
+    assert not missing, f"{len(missing)} exchanges have no INFO line"
+    assert not repeated, f"{len(repeated)} exchanges logged more than once"
 
 
 @dataclass
