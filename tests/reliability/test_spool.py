@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from .helpers import (
     ok_ids,
     stored_counts,
     supervise,
+    wait_stored,
 )
 
 API_KEY = "sk-reliability-SPOOLED-0123456789abcdef"
@@ -165,3 +167,28 @@ def test_recovered_spool_keeps_exchanges(unwritable: UnwritableRun) -> None:
     assert unwritable.stored == unwritable.sent, (
         f"{unwritable.dropped} dropped, {unwritable.stored} stored"
     )
+
+
+def test_corrupt_segment_does_not_block_others(
+    upstream: ScriptedUpstream, stage: Stage
+) -> None:
+    """A segment that cannot be decoded stays behind; later exchanges still arrive.
+
+    Renaming makes a torn segment impossible, but a disk fault or a segment
+    written by another version can still leave bytes the recorder cannot read.
+    """
+    with migrated_appliance(upstream.url) as appliance:
+        spool = appliance.data_dir / "spool"
+        poison = spool / "00000000000000000001-1-000001-3.ready"
+        poison.write_bytes(b"\x00not a marshal payload\xff")
+        shutil.chown(poison, "llmtap", "llmtap")
+        offset = log_offset(appliance)
+        headers = stage.play("POST", CHAT, json_script(formats.chat_completion("ok")))
+        outcomes = Load(appliance.proxy_url, headers, headers).run(50)
+        ids = ok_ids(outcomes)
+        counts = wait_stored(appliance, ids, timeout_s=30)
+        time.sleep(2)
+        log = log_since(appliance, offset)
+
+        assert len(counts) == len(ids)
+        assert log.count("Traceback") <= 1, "the corrupt segment is retried forever"
