@@ -15,12 +15,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 
 from app import credentials
 from app.logs import configure_logging
-from app.settings import Settings, get_settings
+from app.settings import Settings, settings_or_exit
 from app.store import roles
 
 logger = logging.getLogger(__name__)
@@ -32,13 +33,14 @@ PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin",)
 
 def main() -> None:
     configure_logging()
-    settings = get_settings()
+    settings = settings_or_exit()
     if os.geteuid() != 0:
         sys.exit(
             "app.boot must run as root: supervisord switches each program to its own "
             "user (postgres, llmtap); run it with sudo or in the container"
         )
 
+    warn_about_upstream(settings)
     environment = prepare(settings)
     logger.info("starting supervisord data_dir=%s", settings.data_dir)
     os.execvpe(
@@ -53,6 +55,23 @@ def main() -> None:
         ],
         environment,
     )
+
+
+def warn_about_upstream(settings: Settings) -> None:
+    if not settings.upstream_url:
+        logger.warning(
+            "LLMTAP_UPSTREAM_URL is not set: requests without Helicone-Target-URL "
+            "get 400 target_missing"
+        )
+        return
+    path = urlsplit(settings.upstream_url).path
+    if path not in ("", "/"):
+        logger.warning(
+            "LLMTAP_UPSTREAM_URL=%s has the path %s, which is ignored: only the "
+            "origin counts, and clients send the path (/v1/...) themselves",
+            settings.upstream_url,
+            path,
+        )
 
 
 def prepare(settings: Settings) -> dict[str, str]:

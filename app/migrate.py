@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.logs import configure_logging
-from app.settings import Settings, get_settings
+from app.settings import Settings, settings_or_exit
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     configure_logging()
-    settings = get_settings()
+    settings = settings_or_exit()
     if arguments.command == "job":
         return run_job(settings, arguments.name)
     return run_all(settings)

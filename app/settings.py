@@ -4,12 +4,13 @@ Every field is read from `LLMTAP_<FIELD>`; the README's settings table lists the
 and a test keeps that table in step with this class.
 """
 
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -26,9 +27,9 @@ class Settings(BaseSettings):
         description="Directory of the llmtap code (supervisord.conf, nginx/, app/).",
     )
     data_dir: Path = Field(
-        default=Path("/data"),
+        default=Path("/var/lib/llmtap"),
         description="Persistent directory for the database, secrets, spool and "
-        "rendered configuration.",
+        "rendered configuration; the image sets it to /data, its volume.",
     )
     upstream_url: str = Field(
         default="",
@@ -198,3 +199,16 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_or_exit() -> Settings:
+    """Return the settings, or exit with one line per invalid variable."""
+    try:
+        return get_settings()
+    except ValidationError as error:
+        lines = ["llmtap: invalid settings:"]
+        for problem in error.errors():
+            name = "LLMTAP_" + "_".join(str(part) for part in problem["loc"]).upper()
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"  {name}: {message}")
+        sys.exit("\n".join(lines))

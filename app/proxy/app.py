@@ -46,6 +46,7 @@ UUID_PATTERN = re.compile(
     rb"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I
 )
 INTERNAL_PREFIX = "/_llmtap/"
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 # Chunks kept for the record beyond the stored-body limit: enough to parse a
 # stream whose text exceeds the limit, and the tail keeps its final usage.
@@ -102,9 +103,14 @@ class ProxyApp:
         send: Send,
         started: float,
     ) -> None:
-        target_header, request_id, length = scan_headers(exchange.request_headers)
+        target_header, request_id, length, forwarded_for = scan_headers(
+            exchange.request_headers
+        )
         if request_id is not None:
             exchange.id = request_id
+        # nginx on the same host passes the real client address; nobody else may.
+        if forwarded_for and exchange.client in LOOPBACK:
+            exchange.client = forwarded_for
         if length is not None and length > self.settings.max_request_bytes:
             raise self.too_large(length)
 
@@ -283,9 +289,10 @@ def new_exchange(scope: Scope) -> Exchange:
 
 def scan_headers(
     headers: list[tuple[bytes, bytes]],
-) -> tuple[bytes | None, str | None, int | None]:
-    """Return the target header, a valid Helicone-Request-Id and the Content-Length."""
-    target = request_id = length = None
+) -> tuple[bytes | None, str | None, int | None, str | None]:
+    """Return the target header, a valid Helicone-Request-Id, the Content-Length
+    and the last X-Forwarded-For address."""
+    target = request_id = length = forwarded_for = None
     for name, value in headers:
         if name == b"helicone-target-url":
             target = value
@@ -293,7 +300,9 @@ def scan_headers(
             request_id = value.strip().decode().lower()
         elif name == b"content-length" and value.isdigit():
             length = int(value)
-    return target, request_id, length
+        elif name == b"x-forwarded-for":
+            forwarded_for = value.rsplit(b",", 1)[-1].strip().decode("latin-1")
+    return target, request_id, length, forwarded_for
 
 
 def stream_end_reason(error: Exception) -> str:
@@ -320,5 +329,9 @@ async def send_error(send: Send, error: errors.ProxyError, exchange: Exchange) -
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
     logger.warning(
-        "proxy error id=%s type=%s status=%d", exchange.id, error.type, error.status
+        "proxy error id=%s type=%s status=%d error=%s",
+        exchange.id,
+        error.type,
+        error.status,
+        error.message,
     )

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -145,10 +144,16 @@ def watch_parent(recorder: Recorder, loop: asyncio.AbstractEventLoop) -> None:
     """Stop the recorder once the proxy that started it is gone.
 
     The proxy keeps the write end of our stdin; it closes when the proxy exits,
-    however it exits, so the recorder never outlives it.
+    however it exits, and the read end then reports end of file.
     """
-    sys.stdin.buffer.read()
-    loop.call_soon_threadsafe(setattr, recorder, "stopping", True)
+    descriptor = sys.stdin.fileno()
+
+    def on_readable() -> None:
+        if not os.read(descriptor, 4096):
+            loop.remove_reader(descriptor)
+            recorder.stopping = True
+
+    loop.add_reader(descriptor, on_readable)
 
 
 def main() -> None:
@@ -158,10 +163,8 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     # SIGTERM (supervisord stopping the proxy) finishes the current batch first.
     loop.add_signal_handler(signal.SIGTERM, setattr, recorder, "stopping", True)
-    if not os.isatty(0):
-        threading.Thread(
-            target=watch_parent, args=(recorder, loop), daemon=True
-        ).start()
+    if not sys.stdin.isatty():
+        watch_parent(recorder, loop)
     logger.info("recorder started spool=%s", settings.spool_dir)
     loop.run_until_complete(recorder.run())
     logger.info("recorder stopped")

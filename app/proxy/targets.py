@@ -25,9 +25,13 @@ def normalise_origin(url: str) -> str:
         raise TargetInvalid(_invalid_message(url)) from None
 
     scheme = parts.scheme.lower()
+    # "ollama:11434" parses with the scheme "ollama": without "://" the value
+    # is a host with no scheme, which is invalid rather than another scheme.
+    if not scheme or "://" not in url:
+        raise TargetInvalid(_invalid_message(url))
     if scheme not in DEFAULT_PORTS:
         raise TargetNotAllowed(
-            f"Helicone-Target-URL {url!r} uses the scheme {scheme or '(none)'!r}; only "
+            f"Helicone-Target-URL {url!r} uses the scheme {scheme!r}; only "
             "http and https origins listed in LLMTAP_UPSTREAM_URL or "
             "LLMTAP_ALLOWED_TARGETS are allowed"
         )

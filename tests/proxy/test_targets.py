@@ -62,3 +62,13 @@ def test_invalid_target_rejected(header: bytes):
 def test_missing_target_without_default():
     with pytest.raises(TargetMissing, match="LLMTAP_UPSTREAM_URL"):
         TargetPolicy(Settings(upstream_url="")).resolve(None)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"not a url", b"/v1", b"ollama:11434"],
+    ids=["words", "path", "no-scheme"],
+)
+def test_header_without_scheme_invalid(header: bytes):
+    with pytest.raises(TargetInvalid, match="absolute origin"):
+        policy().resolve(header)
