@@ -55,8 +55,8 @@ SUMMARY_COLUMNS = (
 )
 
 # The stored texts that full-text search covers: the prompt snippet, the answer
-# and the whole request body as JSON text, which holds the system prompt and
-# earlier turns. The caps keep the tsvector under PostgreSQL's 1 MiB limit
+# and the start of the request body as JSON text, which contains the system
+# prompt and earlier turns. The caps keep the tsvector under PostgreSQL's 1 MiB limit
 # (180 000 characters of unique 4-character words made 342 kB), because an
 # oversized one would make the proxy's insert fail. Migration 0002 indexes this
 # exact expression, so a change here must change the index too.
