@@ -116,6 +116,7 @@ class Load:
         return thread
 
     def stop(self, thread: threading.Thread) -> list[Outcome]:
+        """Stop a load started with start(); return every outcome."""
         self.stopped.set()
         thread.join(CLIENT_TIMEOUT_S * 2)
         return self.outcomes

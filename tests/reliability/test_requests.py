@@ -129,7 +129,6 @@ REJECTED_TARGETS = {
     "https-of-allowed-http": "https://127.0.0.1:{port}",
     "file-scheme": "file:///etc/passwd",
     "gopher-scheme": "gopher://127.0.0.1:{port}/",
-    "no-scheme": "127.0.0.1:{port}",
     "userinfo-then-other-host": "http://127.0.0.1:{port}@127.0.0.2:{port}",
     "userinfo-allowed-name": "http://localhost:{port}@127.0.0.2",
     "backslash-userinfo": "http://127.0.0.1:{port}\\@127.0.0.2",
@@ -165,6 +164,38 @@ def test_disallowed_target_rejected(
     assert reply.status == 403, reply.body
     assert error["type"] == "target_not_allowed"
     assert "LLMTAP_ALLOWED_TARGETS" in error["message"]
+    assert reply.headers_at < IMMEDIATE_S
+
+
+INVALID_TARGETS = {
+    "no-scheme": "127.0.0.1:{port}",
+    "name-and-port-only": "localhost:{port}",
+    "no-host": "http://",
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID_TARGETS))
+def test_invalid_target_gets_400(
+    edge: EdgeStack, client: httpx.Client, case: str
+) -> None:
+    """A value that is no absolute URL gets an immediate 400 naming the fix."""
+    value = target_value(INVALID_TARGETS[case], edge)
+    with pytest.raises(ProxyError):
+        TargetPolicy(settings_of(edge)).resolve(value.encode())
+
+    headers = {"Helicone-Target-URL": value, "Content-Type": "application/json"}
+    reply = fetch(
+        client,
+        "POST",
+        edge.appliance.proxy_url + CHAT,
+        headers=headers,
+        content=CHAT_REQUEST,
+    )
+    error = json.loads(reply.body)["error"]
+
+    assert reply.status == 400, reply.body
+    assert error["type"] == "target_invalid"
+    assert "absolute origin" in error["message"]
     assert reply.headers_at < IMMEDIATE_S
 
 
