@@ -31,6 +31,10 @@ def wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+# Page titles where the error type does not read well when capitalised.
+ERROR_TITLES = {"csrf_failed": "CSRF check failed"}
+
+
 def error_response(
     request: Request, status_code: int, error_type: str, message: str
 ) -> Response:
@@ -38,11 +42,12 @@ def error_response(
     if wants_json(request):
         body = {"error": {"message": message, "type": error_type}}
         return JSONResponse(body, status_code=status_code)
+    title = ERROR_TITLES.get(error_type, error_type.replace("_", " ").capitalize())
     return render(
         request,
         "error.html",
         status_code=status_code,
-        title=error_type,
+        title=title,
         message=message,
     )
 

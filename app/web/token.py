@@ -10,7 +10,7 @@ import time
 import jwt
 
 from app.credentials import read_secret
-from app.settings import Settings, get_settings
+from app.settings import Settings, settings_or_exit
 
 READER_ROLE = "llmtap_api_reader"
 DEFAULT_DAYS = 30.0
@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> None:
     arguments = parser.parse_args(argv)
     if arguments.days <= 0:
         parser.error(f"--days must be positive, got {arguments.days:g}")
-    print(make_token(get_settings(), arguments.days))
+    settings = settings_or_exit()
+    try:
+        token = make_token(settings, arguments.days)
+    except RuntimeError as error:
+        # The secret is missing: print the explanation, not a traceback.
+        parser.exit(1, f"{error}\n")
+    print(token)
 
 
 if __name__ == "__main__":
