@@ -109,17 +109,20 @@ class Load:
                 worker.result()
         return self.outcomes
 
-    def start(self) -> threading.Thread:
-        """Run the load in a background thread until stop()."""
+    @contextmanager
+    def background(self) -> Iterator[Load]:
+        """Run the load in a thread for the duration of the block.
+
+        The load stops when the block ends, also when an assert in it fails,
+        so that no client thread outlives its test.
+        """
         thread = threading.Thread(target=self.run, name="reliability-load")
         thread.start()
-        return thread
-
-    def stop(self, thread: threading.Thread) -> list[Outcome]:
-        """Stop a load started with start(); return every outcome."""
-        self.stopped.set()
-        thread.join(CLIENT_TIMEOUT_S * 2)
-        return self.outcomes
+        try:
+            yield self
+        finally:
+            self.stopped.set()
+            thread.join(CLIENT_TIMEOUT_S * 2)
 
     def client_loop(self, number: int, next_ticket: Callable[[], int | None]) -> None:
         sent = 0

@@ -63,13 +63,13 @@ def outage_run(upstream: ScriptedUpstream) -> Iterator[OutageRun]:
         offset = log_offset(appliance)
 
         load = Load(appliance.proxy_url, plain, stream)
-        thread = load.start()
-        time.sleep(BEFORE_S)
-        supervise(appliance, "stop", "postgres")
-        time.sleep(OUTAGE_S)
-        supervise(appliance, "start", "postgres")
-        time.sleep(AFTER_S)
-        outcomes = load.stop(thread)
+        with load.background():
+            time.sleep(BEFORE_S)
+            supervise(appliance, "stop", "postgres")
+            time.sleep(OUTAGE_S)
+            supervise(appliance, "start", "postgres")
+            time.sleep(AFTER_S)
+        outcomes = load.outcomes
         counts = wait_stored(appliance, ok_ids(outcomes), ARRIVAL_TIMEOUT_S)
         yield OutageRun(baseline, outcomes, counts, log_since(appliance, offset))
 

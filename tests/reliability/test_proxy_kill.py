@@ -28,8 +28,9 @@ ARRIVAL_TIMEOUT_S = 60
 # exchange is on disk before the kill.
 SPOOL_WAIT_S = 0.1
 # A response the client finished reading more than this long before the kill
-# must have been spooled: the 50 ms flush interval plus scheduling slack.
-LOSS_WINDOW_S = 0.25
+# must have been spooled: the 50 ms flush interval plus slack for an event
+# loop that runs late on a machine busy with the load itself.
+LOSS_WINDOW_S = 0.5
 
 
 def kill_proxy(appliance: Appliance) -> tuple[int, float]:
@@ -86,11 +87,11 @@ def test_sigkill_under_load_loses_only_last_flush(
     with migrated_appliance(upstream.url) as appliance:
         plain, stream = play_load_scripts(stage)
         load = Load(appliance.proxy_url, plain, stream)
-        thread = load.start()
-        time.sleep(3)
-        _, killed_at = kill_proxy(appliance)
-        time.sleep(2)
-        outcomes = load.stop(thread)
+        with load.background():
+            time.sleep(3)
+            _, killed_at = kill_proxy(appliance)
+            time.sleep(2)
+        outcomes = load.outcomes
         answered = [o for o in outcomes if o.status == 200]
         due = [o for o in answered if not killed_at - LOSS_WINDOW_S <= o.finished_at]
         wait_stored(appliance, ok_ids(due), timeout_s=ARRIVAL_TIMEOUT_S)
@@ -106,7 +107,11 @@ def test_sigkill_under_load_loses_only_last_flush(
         )
         assert len(answered) > 100
         assert failed, "the kill cut no request, so the test proves nothing"
-        assert not early, f"{len(early)} exchanges finished well before the kill lost"
+        oldest = max((killed_at - o.finished_at for o in early), default=0.0)
+        assert not early, (
+            f"{len(early)} exchanges lost that finished up to {oldest:.2f}s before"
+            " the kill"
+        )
         assert set(counts.values()) == {1}
 
 
@@ -128,12 +133,12 @@ def test_recorder_sigkill_loses_nothing(
     with migrated_appliance(upstream.url) as appliance:
         plain, stream = play_load_scripts(stage)
         load = Load(appliance.proxy_url, plain, stream)
-        thread = load.start()
-        time.sleep(2)
-        for _ in range(3):
-            os.kill(recorder_pid(appliance), signal.SIGKILL)
-            time.sleep(1.5)
-        outcomes = load.stop(thread)
+        with load.background():
+            time.sleep(2)
+            for _ in range(3):
+                os.kill(recorder_pid(appliance), signal.SIGKILL)
+                time.sleep(1.5)
+        outcomes = load.outcomes
         ids = ok_ids(outcomes)
         counts = wait_stored(appliance, ids, timeout_s=ARRIVAL_TIMEOUT_S)
 

@@ -68,6 +68,17 @@ def wait_count(
         time.sleep(0.2)
 
 
+def wait_budget(appliance: Appliance, budget: int) -> None:
+    """Wait until the filler rows are down to the row budget."""
+    # The load's rows count against the budget too, so the filler left over
+    # falls to the budget or below once the first run is done.
+    deadline = time.monotonic() + 30
+    while count_rows(appliance, "user_id IS NULL") > budget * 1.02:
+        assert time.monotonic() < deadline, "the size limit deleted too little"
+        time.sleep(0.2)
+    time.sleep(1)
+
+
 def sent_after(outcomes: list[Outcome], moment: float) -> list[Outcome]:
     """Return the outcomes of requests sent after `moment` (time.monotonic())."""
     return [o for o in outcomes if o.finished_at - o.seconds >= moment]
@@ -93,14 +104,14 @@ def test_age_limit_deletes_old_rows(upstream: ScriptedUpstream, stage: Stage) ->
 
         # The schedule's first run comes right after the proxy starts, so the
         # load runs across the restart and only requests sent after it count.
-        thread = load.start()
-        restart_proxy(appliance)
-        back_at = time.monotonic()
-        old_left = wait_count(
-            appliance, f"started_at < now() - interval '{MAX_AGE_DAYS} days'", 0, 30
-        )
-        time.sleep(1)
-        outcomes = sent_after(load.stop(thread), back_at)
+        with load.background():
+            restart_proxy(appliance)
+            back_at = time.monotonic()
+            old_left = wait_count(
+                appliance, f"started_at < now() - interval '{MAX_AGE_DAYS} days'", 0, 30
+            )
+            time.sleep(1)
+        outcomes = sent_after(load.outcomes, back_at)
         ids = ok_ids(outcomes)
         counts = wait_stored(appliance, ids)
         log = log_since(appliance, offset)
@@ -134,17 +145,11 @@ def test_size_limit_keeps_newest(upstream: ScriptedUpstream, stage: Stage) -> No
         load = Load(appliance.proxy_url, plain, stream, concurrency=4)
         offset = log_offset(appliance)
 
-        thread = load.start()
-        restart_proxy(appliance)
-        back_at = time.monotonic()
-        deadline = time.monotonic() + 30
-        # The load's rows count against the budget too, so the filler left over
-        # falls to the budget or below once the first run is done.
-        while count_rows(appliance, "user_id IS NULL") > budget * 1.02:
-            assert time.monotonic() < deadline, "the size limit deleted too little"
-            time.sleep(0.2)
-        time.sleep(1)
-        all_outcomes = load.stop(thread)
+        with load.background():
+            restart_proxy(appliance)
+            back_at = time.monotonic()
+            wait_budget(appliance, budget)
+        all_outcomes = load.outcomes
         outcomes = sent_after(all_outcomes, back_at)
         ids = ok_ids(all_outcomes)
         wait_stored(appliance, ids)
