@@ -328,10 +328,3 @@ async def send_error(send: Send, error: errors.ProxyError, exchange: Exchange) -
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
-    logger.warning(
-        "proxy error id=%s type=%s status=%d error=%s",
-        exchange.id,
-        error.type,
-        error.status,
-        error.message,
-    )

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> ProxyApp:
             "database": "failing" if error else "ok",
             "database_error": error,
             "spool_segments": len(spool.ready()),
-            "dropped": int(dropped.get("dropped", 0)) + spooler.dropped,
+            "dropped": int(dropped.get("dropped", 0)) + spooler.unreported_drops,
         }
 
     proxy = ProxyApp(settings, spooler.submit, internal)

@@ -8,10 +8,16 @@ user, session and properties. Header names are matched case-insensitively.
 
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
+
+if TYPE_CHECKING:
+    from app.proxy.exchange import Exchange
 
 # Request and response headers whose values are credentials: only a short
 # fingerprint of them is stored.
@@ -35,6 +41,8 @@ SECRET_QUERY_PARAMETERS = re.compile(
 )
 BEARER = re.compile(r"(?i)^(bearer|basic)\s+")
 MIN_SECRET_LENGTH = 8
+# Part of every fingerprint, so a value is never fingerprinted twice.
+REDACTED_MARK = b"redacted sha256:"
 
 
 @dataclass(slots=True)
@@ -105,9 +113,12 @@ def _read_openwebui_jwt(token: str, meta: Metadata, secret: str) -> None:
         meta.user_source = "openwebui-jwt-unverified"
     else:
         try:
-            claims = jwt.decode(
-                token, secret, algorithms=["HS256"], issuer="open-webui"
-            )
+            with warnings.catch_warnings():
+                # Open WebUI's secret is the operator's choice, short or not.
+                warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+                claims = jwt.decode(
+                    token, secret, algorithms=["HS256"], issuer="open-webui"
+                )
             meta.user_source = "openwebui-jwt"
         except jwt.PyJWTError as error:
             claims = _unverified_claims(token)
@@ -133,6 +144,41 @@ def _claim(claims: dict[str, object], name: str) -> str | None:
     return str(value) if value is not None and value != "" else None
 
 
+def scrub_credentials(exchange: "Exchange") -> None:
+    """Remove the request's credentials from an exchange before it is spooled.
+
+    Credential headers become fingerprints, secret query values become ***, and
+    each credential value is cut out of the request body and the response
+    chunks, where an upstream may echo it. A value split across two chunks, or
+    inside a compressed body, is not found.
+    """
+    secrets = [
+        value.encode()
+        for value in secret_values(exchange.request_headers, exchange.query)
+    ]
+    exchange.request_headers = [
+        (name, _redacted(name.decode("latin-1").lower(), value))
+        for name, value in exchange.request_headers
+    ]
+    exchange.response_headers = [
+        (name, _redacted(name, value.encode("latin-1")).decode("latin-1"))
+        for name, value in exchange.response_headers
+    ]
+    if exchange.query:
+        exchange.query = mask_query(exchange.query).encode("latin-1")
+    for secret in secrets:
+        exchange.request_body = exchange.request_body.replace(secret, b"***")
+        exchange.chunks = [
+            (at, data.replace(secret, b"***")) for at, data in exchange.chunks
+        ]
+
+
+def _redacted(name: str, value: bytes) -> bytes:
+    if name not in CREDENTIAL_HEADERS or REDACTED_MARK in value:
+        return value
+    return fingerprint(_text(value)).encode()
+
+
 def redact_headers(
     headers: list[tuple[bytes, bytes]] | list[tuple[str, str]],
 ) -> dict[str, str]:
@@ -148,7 +194,7 @@ def redact_headers(
             else raw_name.lower()
         )
         value = _text(raw_value) if isinstance(raw_value, bytes) else raw_value
-        if name in CREDENTIAL_HEADERS:
+        if name in CREDENTIAL_HEADERS and REDACTED_MARK.decode() not in value:
             value = fingerprint(value)
         stored[name] = f"{stored[name]}, {value}" if name in stored else value
     return stored
@@ -162,7 +208,7 @@ def fingerprint(secret: str) -> str:
         scheme = match.group(1).capitalize() + " "
         secret = secret[match.end() :]
     digest = hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()[:12]
-    return f"{scheme}<redacted sha256:{digest} len={len(secret)}>"
+    return f"{scheme}<{REDACTED_MARK.decode()}{digest} len={len(secret)}>"
 
 
 def mask_query(query: bytes) -> str:

@@ -200,17 +200,13 @@ def properties(meta: Metadata, parsed: Parsed) -> dict[str, object]:
     return values
 
 
-def encode_row(row: dict[str, object], secrets: list[str]) -> bytes:
+def encode_row(row: dict[str, object]) -> bytes:
     """Serialise a row as one JSON line that PostgreSQL text and jsonb accept.
 
-    Every occurrence of the request's own credentials is replaced, whichever
-    column it ended up in.
+    The exchange's credentials were already removed before it was spooled
+    (metadata.scrub_credentials).
     """
     line = json.dumps(row, ensure_ascii=False, default=str)
-    for secret in secrets:
-        escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
-        if escaped in line:
-            line = line.replace(escaped, "***")
     if "\\u0000" in line:
         # PostgreSQL text and jsonb cannot hold U+0000.
         line = line.replace("\\u0000", "\\ufffd")

@@ -20,11 +20,11 @@ from typing import Any
 from app.logs import configure_logging
 from app.pricing import load_prices
 from app.proxy.exchange import decode_exchanges
-from app.proxy.metadata import secret_values
 from app.proxy.record import RowBuilder, encode_row
+from app.proxy.spooler import RateLimitedWarning
 from app.settings import Settings, get_settings
 from app.store.retention import RetentionSchedule
-from app.store.spool import Spool
+from app.store.spool import Spool, segment_count
 from app.store.writer import ROW_ERRORS, Writer
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,11 @@ class Recorder:
         self.retention = RetentionSchedule(settings)
         self.stopping = False
         self.status_at = 0.0
+        self.spool_failed = RateLimitedWarning("spool not readable; recorder waits")
+        self.duplicates = RateLimitedWarning(
+            "exchanges skipped because their id is already stored (a repeated "
+            "Helicone-Request-Id, or a segment written twice after a crash)"
+        )
 
     async def run(self) -> None:
         recovered = self.spool.recover()
@@ -56,6 +61,11 @@ class Recorder:
                 shipped = await self.ship()
                 await self.retention.run_due(self.writer)
                 self.write_status()
+            except OSError as error:
+                # The spool directory cannot be read or written just now.
+                self.spool_failed.add(detail=f"error={error}")
+                shipped = 0
+                await asyncio.sleep(1)
             except Exception:  # noqa: BLE001 - the loop must outlive any bug
                 logger.exception("recorder loop failed; retrying")
                 shipped = 0
@@ -73,30 +83,49 @@ class Recorder:
             claimed = self.spool.claim(segment)
             if claimed is None:
                 continue
-            lines = self.rows(claimed)
+            rows = self.rows(claimed)
+            if rows is None:
+                continue
+            lines = [encode_row(row) for row in rows]
             try:
-                await self.writer.insert(lines)
+                inserted = await self.writer.insert(lines)
             except ROW_ERRORS as error:
-                await self.writer.insert_isolated(lines, error)
+                inserted = await self.writer.insert_isolated(lines, error)
             except Exception as error:  # noqa: BLE001 - any database failure waits
                 self.spool.release(claimed)
                 await self.writer.fail(error)
                 return written
             claimed.unlink()
+            # Logged once stored, so a segment retried during an outage logs once.
+            for row in rows:
+                log_exchange(row)
+            if inserted < len(lines):
+                self.duplicates.add(len(lines) - inserted)
             written += len(lines)
         if written:
             self.writer.recovered()
         return written
 
-    def rows(self, segment: Path) -> list[bytes]:
-        lines = []
-        for exchange in decode_exchanges(segment.read_bytes()):
-            row = self.builder.build(exchange)
-            log_exchange(row)
-            lines.append(
-                encode_row(row, secret_values(exchange.request_headers, exchange.query))
+    def rows(self, segment: Path) -> list[dict[str, object]] | None:
+        """Build the rows of a claimed segment; None when it cannot be decoded.
+
+        An undecodable segment is set aside as .corrupt and its exchanges are
+        counted as dropped, so it never blocks the segments after it.
+        """
+        try:
+            exchanges = decode_exchanges(segment.read_bytes())
+        except (ValueError, EOFError, TypeError) as error:
+            count = segment_count(segment)
+            segment.rename(segment.with_suffix(".corrupt"))
+            self.spool.add_dropped(count)
+            logger.error(
+                "spool segment unreadable; set aside segment=%s count=%d error=%s",
+                segment.name,
+                count,
+                error,
             )
-        return lines
+            return None
+        return [self.builder.build(exchange) for exchange in exchanges]
 
     def write_status(self) -> None:
         now = time.monotonic()
@@ -117,10 +146,19 @@ def read_status(settings: Settings) -> dict[str, Any]:
         return {}
 
 
+# Outcomes logged at WARNING: the upstream failed, timed out or the client left.
+WARNING_OUTCOMES = frozenset(
+    {"upstream_timeout", "upstream_incomplete", "client_disconnected", "proxy_error"}
+)
+
+
 def log_exchange(row: dict[str, object]) -> None:
-    logger.info(
+    """Log the one line per exchange; WARNING for failures, INFO otherwise."""
+    level = logging.WARNING if row["outcome"] in WARNING_OUTCOMES else logging.INFO
+    logger.log(
+        level,
         "exchange id=%s client=%s user=%s model=%s path=%s status=%s outcome=%s "
-        "stream=%s ms=%s ttft=%s tokens=%s/%s",
+        "error=%s stream=%s ms=%s ttft=%s tokens=%s/%s",
         row["id"],
         row["client_addr"],
         row["user_id"],
@@ -128,6 +166,7 @@ def log_exchange(row: dict[str, object]) -> None:
         row["path"],
         row["http_status"],
         row["outcome"],
+        row["error_kind"] or "-",
         row["is_stream"],
         _ms(row["latency_ms"]),
         _ms(row["ttft_ms"]),

@@ -95,11 +95,6 @@ def test_outage_under_load_stores_each_once(outage_run: OutageRun) -> None:
     assert "Traceback" not in outage_run.log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the recorder parses and logs a segment before inserting it, so each "
-    "failed insert during an outage logs the first segment's exchanges again",
-)
 def test_outage_logs_each_exchange_once(outage_run: OutageRun) -> None:
     """Each exchange gets exactly one INFO line, however often its write is retried."""
     lines = Counter(
@@ -184,11 +179,6 @@ def test_outage_memory_bounded(flood: Flood) -> None:
     assert growth <= RSS_GROWTH_KIB, f"RSS grew by {growth} KiB"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the spooler logs 'spool full; oldest unsent exchanges dropped' on "
-    "every 50 ms flush that drops, with no rate limit",
-)
 def test_drop_warnings_rate_limited(flood: Flood) -> None:
     warnings = flood.log.count("oldest unsent exchanges dropped")
 

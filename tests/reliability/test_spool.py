@@ -73,11 +73,6 @@ def test_spool_directory_private(spooled: SpoolContents) -> None:
     assert spooled.mode & 0o077 == 0, f"spool directory mode is {spooled.mode:o}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="spool segments keep the raw Exchange, request headers included, so "
-    "an API key sits in plain text on the data volume until it is shipped",
-)
 def test_spool_holds_no_plain_credentials(spooled: SpoolContents) -> None:
     assert spooled.segments, "nothing was spooled while the database was down"
     assert not spooled.holding_key, (
@@ -146,27 +141,16 @@ def test_unwritable_spool_counts_losses(unwritable: UnwritableRun) -> None:
     assert "spool write failed" in unwritable.log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="while the spool cannot be written the spooler keeps up to 20 000 "
-    "exchanges in memory, bounded by count and not by bytes",
-)
 def test_unwritable_spool_memory_bounded(unwritable: UnwritableRun) -> None:
     growth = unwritable.growth_kib
 
     assert growth <= UNWRITABLE_GROWTH_KIB, f"RSS grew by {growth // 1024} MiB"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="once the spool is writable again the spooler writes everything it "
-    "kept as one segment, and a segment over LLMTAP_SPOOL_MAX_BYTES is dropped "
-    "whole at once although the database is up",
-)
-def test_recovered_spool_keeps_exchanges(unwritable: UnwritableRun) -> None:
-    assert unwritable.stored == unwritable.sent, (
-        f"{unwritable.dropped} dropped, {unwritable.stored} stored"
-    )
+def test_recovered_spool_keeps_newest(unwritable: UnwritableRun) -> None:
+    """The memory bound drops the oldest; what it kept arrives, each counted once."""
+    assert unwritable.stored > 0, f"{unwritable.dropped} dropped, none stored"
+    assert unwritable.stored + unwritable.dropped == unwritable.sent
 
 
 def test_corrupt_segment_does_not_block_others(
