@@ -55,8 +55,16 @@ def missing_components() -> list[str]:
 
 
 class Appliance:
-    def __init__(self, data_dir: Path, upstream_url: str, **settings: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        upstream_url: str,
+        launcher: tuple[str, ...] = (),
+        **settings: str,
+    ) -> None:
+        """`launcher` is a command prefix, such as one that enters a namespace."""
         self.data_dir = data_dir
+        self.launcher = launcher
         self.ports = {name: free_port() for name in PORT_SETTINGS}
         self.env = {
             **os.environ,
@@ -91,7 +99,7 @@ class Appliance:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.boot"],
+                [*self.launcher, sys.executable, "-m", "app.boot"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
