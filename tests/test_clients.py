@@ -11,11 +11,16 @@ import pytest
 
 from tests.support.appliance import Appliance
 from tests.support.formats import (
+    DONE_EVENT,
+    chat_chunk,
     chat_completion,
     chat_stream,
     embeddings,
     ollama_chat_done,
     ollama_chat_line,
+    ollama_embed,
+    ollama_generate_done,
+    ollama_generate_line,
     ollama_tags,
     usage_block,
 )
@@ -187,3 +192,98 @@ def test_ollama_sdk_list(appliance: Appliance, upstream: ScriptedUpstream):
         models = client.list()
 
     assert [model.model for model in models.models] == ["llama3.2:latest"]
+
+
+def test_openai_sdk_streamed_tool_call(
+    appliance: Appliance, upstream: ScriptedUpstream
+):
+    prefix = f"/f-{uuid.uuid4().hex[:8]}"
+    call = {"index": 0, "id": "call_a", "type": "function"}
+    events = [
+        chat_chunk(
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {**call, "function": {"name": "get_weather", "arguments": ""}}
+                ],
+            }
+        ),
+        chat_chunk(
+            {"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]}
+        ),
+        chat_chunk(
+            {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}
+        ),
+        chat_chunk({}, finish_reason="tool_calls"),
+        DONE_EVENT,
+    ]
+    upstream.route(
+        "POST",
+        f"{prefix}/v1/chat/completions",
+        Script(headers=SSE, steps=[*[send(event) for event in events], end()]),
+    )
+    tool = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": {"type": "object"}},
+    }
+
+    with openai_client(appliance, prefix.encode()) as client:
+        stream = client.chat.completions.create(
+            model="mock-1", messages=MESSAGES, tools=[tool], stream=True
+        )
+        arguments = "".join(
+            chunk.choices[0].delta.tool_calls[0].function.arguments or ""
+            for chunk in stream
+            if chunk.choices and chunk.choices[0].delta.tool_calls
+        )
+    rows = appliance.wait_rows("path = %s", f"{prefix}/v1/chat/completions")
+
+    assert arguments == '{"city":"Paris"}'
+    assert rows
+    assert rows[-1]["tool_calls"] == [
+        {"id": "call_a", "name": "get_weather", "arguments": '{"city":"Paris"}'}
+    ]
+    assert rows[-1]["finish_reason"] == "tool_calls"
+
+
+def test_ollama_sdk_generate_and_embed(
+    appliance: Appliance, upstream: ScriptedUpstream
+):
+    prefix = f"/g-{uuid.uuid4().hex[:8]}"
+    lines = [
+        ollama_generate_line("Hi"),
+        ollama_generate_line(" there"),
+        ollama_generate_done(5, 2),
+    ]
+    upstream.route(
+        "POST",
+        f"{prefix}/api/generate",
+        Script(headers=NDJSON, steps=[send(b"".join(lines)), end()]),
+    )
+    upstream.route(
+        "POST",
+        f"{prefix}/api/embed",
+        Script(
+            headers=JSON, steps=[send(ollama_embed([[0.5, 0.25]], tokens=3)), end()]
+        ),
+    )
+
+    with ollama.Client(host=f"{appliance.entry_url}{prefix}") as client:
+        text = "".join(
+            part.response
+            for part in client.generate(model="llama3.2", prompt="Hi", stream=True)
+        )
+        vectors = client.embed(model="nomic-embed-text", input="hello").embeddings
+    generated = appliance.wait_rows("path = %s", f"{prefix}/api/generate")
+    embedded = appliance.wait_rows("path = %s", f"{prefix}/api/embed")
+
+    assert text == "Hi there"
+    assert vectors == [[0.5, 0.25]]
+    assert generated[-1]["endpoint"] == "ollama.generate"
+    assert generated[-1]["response_text"] == "Hi there"
+    assert (generated[-1]["prompt_tokens"], generated[-1]["completion_tokens"]) == (
+        5,
+        2,
+    )
+    assert embedded[-1]["endpoint"] == "ollama.embed"
+    assert embedded[-1]["prompt_tokens"] == 3
