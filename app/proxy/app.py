@@ -8,7 +8,6 @@ the database. FastAPI serves only the proxy's own routes under /_llmtap/.
 """
 
 import asyncio
-import logging
 import re
 import time
 import uuid
@@ -34,8 +33,6 @@ from app.proxy.targets import TargetPolicy
 from app.proxy.upstream import Upstream
 from app.proxy.usage import UsageChunkFilter, inject_include_usage
 from app.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
