@@ -105,7 +105,8 @@ class ProxyApp:
         )
         if request_id is not None:
             exchange.id = request_id
-        # nginx on the same host passes the real client address; nobody else may.
+        # X-Forwarded-For is trusted from a loopback peer only: nginx in the
+        # appliance, which sets it to the real client address.
         if forwarded_for and exchange.client in LOOPBACK:
             exchange.client = forwarded_for
         if length is not None and length > self.settings.max_request_bytes:
@@ -198,7 +199,7 @@ class ProxyApp:
 
         usage_filter = UsageChunkFilter() if exchange.injected_usage else None
         chunks = exchange.chunks
-        kept = 0
+        kept_bytes = 0
         tail: list[tuple[float, bytes]] = []
         iterator = response.aiter_stream()
         while True:
@@ -217,9 +218,9 @@ class ProxyApp:
 
             now = (time.perf_counter() - started) * 1000
             exchange.response_bytes += len(chunk)
-            if kept < self.keep_bytes:
+            if kept_bytes < self.keep_bytes:
                 chunks.append((now, chunk))
-                kept += len(chunk)
+                kept_bytes += len(chunk)
             else:
                 exchange.chunks_truncated = True
                 tail.append((now, chunk))
