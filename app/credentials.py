@@ -10,17 +10,6 @@ from pathlib import Path
 
 from app.settings import Settings
 
-# Database login roles; each gets its own generated password.
-DATABASE_LOGINS = (
-    "postgres",
-    "llmtap_owner",
-    "llmtap_proxy",
-    "llmtap_web",
-    "llmtap_authenticator",
-)
-
-OTHER_SECRETS = ("jwt", "session", "dashboard")
-
 
 def secret_path(settings: Settings, name: str) -> Path:
     return settings.secrets_dir / f"{name}.secret"

@@ -137,7 +137,7 @@ def migrate_schema(settings: Settings) -> list[str]:
     head = ScriptDirectory.from_config(config).get_current_head()
 
     # PostgREST listens on this channel and reloads its schema cache, so the new
-    # views answer without a restart.
+    # views are served without a restart.
     with psycopg.connect(conninfo(settings, "owner"), autocommit=True) as conn:
         conn.execute("NOTIFY pgrst, 'reload schema'")
 

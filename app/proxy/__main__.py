@@ -2,7 +2,7 @@
 
 This process starts the recorder (`python -m app.proxy.recorder`) as its child,
 restarts it if it dies, and then serves the proxy with uvicorn. The recorder
-parses and stores exchanges on its own core, so forwarding never waits on it.
+parses and stores exchanges on its own core, so forwarding does not wait for it.
 """
 
 import logging

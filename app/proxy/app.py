@@ -54,7 +54,7 @@ class StreamAborted(Exception):
     """Raised after the response started, so that uvicorn drops the connection.
 
     The client then sees an abnormally ended body instead of a clean end that
-    would pass a truncated answer off as complete.
+    would pass a truncated response off as complete.
     """
 
 
@@ -243,7 +243,7 @@ class Watcher:
 
     uvicorn reports a disconnect only through receive(), so a task waits on it
     and cancels the request's task; the upstream request is then closed at once
-    instead of running on for nobody.
+    instead of generating tokens no client reads.
     """
 
     def __init__(self, receive: Receive) -> None:

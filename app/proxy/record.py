@@ -181,7 +181,7 @@ def _without_end_guess(kind: str | None) -> str | None:
     """Drop the parser's upstream_closed guess: the proxy saw the body end cleanly.
 
     The parser infers an early close from a missing end marker ([DONE] or
-    "done": true); only the proxy knows how the connection really ended.
+    "done": true); only the proxy saw how the connection really ended.
     """
     if not kind:
         return kind

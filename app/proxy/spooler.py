@@ -23,12 +23,12 @@ logger = logging.getLogger(__name__)
 # the window of exchanges a SIGKILL of the proxy can lose besides those in flight.
 FLUSH_INTERVAL_S = 0.05
 # Memory that exchanges waiting for the spool may take, by count and by bytes of
-# bodies; past either the oldest are dropped and counted, so memory stays
+# bodies. Past either limit the oldest are dropped and counted, so memory stays
 # bounded while the volume cannot be written.
 QUEUE_LIMIT = 20_000
 QUEUE_LIMIT_BYTES = 64 * 1024 * 1024
-# Largest spool segment written at once; a long backlog becomes several, so
-# that the spool limit drops the oldest part of it and not all of it.
+# Largest spool segment written at once. A long backlog becomes several
+# segments, so the spool limit drops its oldest part and not all of it.
 SEGMENT_MAX_BYTES = 4 * 1024 * 1024
 SEGMENT_MAX_EXCHANGES = 500
 # A repeated warning is logged at most this often, with the count since the last.
@@ -59,7 +59,6 @@ class Spooler:
         self.pending_bytes = 0
         # Dropped from memory and not yet added to the spool's persistent count.
         self.unreported_drops = 0
-        self.dropped = 0
         self.task: asyncio.Task[None] | None = None
         self.queue_full = RateLimitedWarning(
             "spooler queue full; oldest exchanges dropped"
@@ -81,7 +80,6 @@ class Spooler:
         while len(self.pending) > QUEUE_LIMIT or self.pending_bytes > QUEUE_LIMIT_BYTES:
             _, dropped_size = self.pending.popleft()
             self.pending_bytes -= dropped_size
-            self.dropped += 1
             self.unreported_drops += 1
             self.queue_full.add()
 

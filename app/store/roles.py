@@ -1,7 +1,7 @@
 """Database roles, the database and its schemas; idempotent, run as the superuser.
 
 Login roles get the generated passwords from DATA_DIR/secrets. PostgREST logs in
-as llmtap_authenticator, which holds no privileges of its own (NOINHERIT) and
+as llmtap_authenticator, which has no privileges of its own (NOINHERIT) and
 can only switch to the read-only API roles.
 """
 
