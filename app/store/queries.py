@@ -165,7 +165,7 @@ def where_clause(conditions: list[sql.Composable]) -> sql.Composable:
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
 
 
-async def _fetch_all(
+async def fetch_all(
     conn: Connection, query: sql.SQL | sql.Composed
 ) -> list[dict[str, Any]]:
     try:
@@ -212,13 +212,13 @@ async def list_exchanges(
         where=where_clause(conditions),
         limit=limit,
     )
-    return await _fetch_all(conn, query)
+    return await fetch_all(conn, query)
 
 
 async def get_exchange(conn: Connection, exchange_id: UUID) -> dict[str, Any] | None:
     """Return every column of one exchange, or None when no exchange has that id."""
     query = sql.SQL("SELECT * FROM llmtap.exchange WHERE id = {}").format(exchange_id)
-    rows = await _fetch_all(conn, query)
+    rows = await fetch_all(conn, query)
     return rows[0] if rows else None
 
 
@@ -245,7 +245,7 @@ async def get_neighbours(
         " (SELECT id FROM llmtap.exchange{older}"
         "  ORDER BY started_at DESC, id DESC LIMIT 1) AS older"
     ).format(newer=where_clause(newer), older=where_clause(older))
-    rows = await _fetch_all(conn, query)
+    rows = await fetch_all(conn, query)
     return rows[0]
 
 
@@ -273,7 +273,7 @@ async def list_recorded_after(
         where=where_clause(conditions),
         limit=max(1, min(limit, MAX_PAGE_SIZE)),
     )
-    return await _fetch_all(conn, query)
+    return await fetch_all(conn, query)
 
 
 async def latest_recorded(conn: Connection) -> tuple[datetime, UUID] | None:
@@ -282,7 +282,7 @@ async def latest_recorded(conn: Connection) -> tuple[datetime, UUID] | None:
         "SELECT recorded_at, id FROM llmtap.exchange"
         " ORDER BY recorded_at DESC, id DESC LIMIT 1"
     )
-    rows = await _fetch_all(conn, query)
+    rows = await fetch_all(conn, query)
     return (rows[0]["recorded_at"], rows[0]["id"]) if rows else None
 
 
@@ -334,14 +334,14 @@ async def overview_totals(
         " sum(prompt_tokens) AS prompt_tokens,"
         " sum(completion_tokens) AS completion_tokens,"
         " sum(cost_usd) AS cost_usd,"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50_latency_ms,"
-        " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_ms) AS p50_ttft_ms,"
-        " percentile_cont(0.95) WITHIN GROUP (ORDER BY ttft_ms) AS p95_ttft_ms,"
+        " percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50_latency_ms,"
+        " percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
+        " percentile_disc(0.5) WITHIN GROUP (ORDER BY ttft_ms) AS p50_ttft_ms,"
+        " percentile_disc(0.95) WITHIN GROUP (ORDER BY ttft_ms) AS p95_ttft_ms,"
         " avg(tokens_per_s) AS avg_tokens_per_s"
         " FROM llmtap.exchange{where}"
     ).format(where=where_clause(_range_conditions(since, until)))
-    rows = await _fetch_all(conn, query)
+    rows = await fetch_all(conn, query)
     return rows[0]
 
 
@@ -360,9 +360,9 @@ async def overview_series(
         " coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
         " coalesce(sum(completion_tokens), 0) AS completion_tokens,"
         " coalesce(sum(cost_usd), 0) AS cost_usd,"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50_latency_ms,"
-        " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_ms) AS p50_ttft_ms,"
+        " percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50_latency_ms,"
+        " percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
+        " percentile_disc(0.5) WITHIN GROUP (ORDER BY ttft_ms) AS p50_ttft_ms,"
         " avg(tokens_per_s) AS avg_tokens_per_s"
         " FROM llmtap.exchange{where} GROUP BY 1 ORDER BY 1"
     ).format(
@@ -370,7 +370,7 @@ async def overview_series(
         origin=since,
         where=where_clause(_range_conditions(since, until)),
     )
-    return await _fetch_all(conn, query)
+    return await fetch_all(conn, query)
 
 
 async def first_started(conn: Connection) -> datetime | None:
@@ -378,22 +378,16 @@ async def first_started(conn: Connection) -> datetime | None:
     query = sql.SQL(
         "SELECT started_at FROM llmtap.exchange ORDER BY started_at, id LIMIT 1"
     )
-    rows = await _fetch_all(conn, query)
+    rows = await fetch_all(conn, query)
     return rows[0]["started_at"] if rows else None
 
 
 # Grouping columns of the per-group lists; the values are column names, never
 # request input, so they can be composed into the query as identifiers.
-GROUPS = {"model": "model", "user": "user_id", "session": "session_id"}
+GROUPS = {"model": "model", "user": "user_id"}
 
-# Columns only the sessions list shows. They are not in the covering index
-# exchange_overview_idx, so the models and users lists leave them out and stay
-# index-only scans.
-SESSION_COLUMNS = (
-    " max(session_name) AS session_name, count(DISTINCT user_id) AS users,"
-)
 P95_COLUMN = (
-    " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
+    " percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms,"
 )
 
 
@@ -405,20 +399,17 @@ async def list_groups(
     limit: int = 100,
     with_p95: bool = True,
 ) -> list[dict[str, Any]]:
-    """Return one row per model, user or session in a range, busiest first.
+    """Return one row per model or user in a range, busiest first.
 
-    Sessions are ordered by their last exchange instead, so the latest chats
-    come first. User rows also carry the user's latest user_name. Without
-    with_p95 the p95 latency is left out, which spares a sort per group.
+    User rows also carry the user's latest user_name. Without with_p95 the p95
+    latency is left out, which spares a sort per group.
     """
     column = sql.Identifier(GROUPS[group])
     conditions = _range_conditions(since, until)
     conditions.append(sql.SQL("{} IS NOT NULL").format(column))
-    order = "last_seen DESC" if group == "session" else "exchanges DESC"
 
     query = sql.SQL(
-        "SELECT {column} AS key,{extra}"
-        " count(*) AS exchanges,"
+        "SELECT {column} AS key, count(*) AS exchanges,"
         " count(*) FILTER (WHERE outcome <> 'success') AS errors,"
         " sum(prompt_tokens) AS prompt_tokens,"
         " sum(completion_tokens) AS completion_tokens,"
@@ -426,24 +417,22 @@ async def list_groups(
         " avg(latency_ms) AS avg_latency_ms,"
         "{p95} min(started_at) AS first_seen, max(started_at) AS last_seen"
         " FROM llmtap.exchange{where} GROUP BY {column}"
-        " ORDER BY {order}, key LIMIT {limit}"
+        " ORDER BY exchanges DESC, key LIMIT {limit}"
     ).format(
         column=column,
-        extra=sql.SQL(SESSION_COLUMNS if group == "session" else ""),
         p95=sql.SQL(P95_COLUMN if with_p95 else ""),
         where=where_clause(conditions),
-        order=sql.SQL(order),
         limit=max(1, min(limit, MAX_PAGE_SIZE)),
     )
-    rows = await _fetch_all(conn, query)
+    rows = await fetch_all(conn, query)
     if group == "user" and rows:
-        names = await _user_names(conn, [row["key"] for row in rows])
+        names = await user_names(conn, [row["key"] for row in rows])
         for row in rows:
             row["user_name"] = names.get(row["key"])
     return rows
 
 
-async def _user_names(conn: Connection, user_ids: list[str]) -> dict[str, str | None]:
+async def user_names(conn: Connection, user_ids: list[str]) -> dict[str, str | None]:
     """Return the user_name of each user's latest exchange, one index probe each."""
     query = sql.SQL(
         "SELECT u.user_id, latest.user_name FROM unnest({ids}::text[]) AS u(user_id)"
@@ -451,7 +440,7 @@ async def _user_names(conn: Connection, user_ids: list[str]) -> dict[str, str | 
         "  WHERE e.user_id = u.user_id"
         "  ORDER BY e.started_at DESC LIMIT 1) AS latest"
     ).format(ids=user_ids)
-    rows = await _fetch_all(conn, query)
+    rows = await fetch_all(conn, query)
     return {row["user_id"]: row["user_name"] for row in rows}
 
 
@@ -465,7 +454,7 @@ async def list_outcomes(
         "SELECT outcome, error_kind, http_status, count(*) AS exchanges"
         " FROM llmtap.exchange{where} GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 20"
     ).format(where=where_clause(conditions))
-    return await _fetch_all(conn, query)
+    return await fetch_all(conn, query)
 
 
 # Upper bound on the exchanges shown for one session; longer sessions are cut.
@@ -484,4 +473,4 @@ async def list_session_exchanges(
         session=session_id,
         limit=SESSION_EXCHANGE_LIMIT,
     )
-    return await _fetch_all(conn, query)
+    return await fetch_all(conn, query)

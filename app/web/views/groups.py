@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from app.store import queries
+from app.store import summaries
 from app.web import filters
 from app.web.auth import require_sign_in
 from app.web.templating import render
@@ -27,7 +27,7 @@ async def _group_page(request: Request, group: str, template: str) -> Response:
     range_value = request.query_params.get("range") or DEFAULT_RANGE
     since = filters.range_start(range_value)
     async with request.app.state.pool.connection() as conn:
-        rows = await queries.list_groups(conn, group, since, None)
+        rows = await summaries.list_groups(conn, group, since, None)
     return render(
         request,
         template,

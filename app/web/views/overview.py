@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from app.store import queries
+from app.store import queries, summaries
 from app.web import filters
 from app.web.auth import require_sign_in
 from app.web.pool import ConnectionPool
@@ -16,9 +16,6 @@ from app.web.templating import render
 
 router = APIRouter(dependencies=[Depends(require_sign_in)])
 
-# NOTE: every query here reads each exchange in the range. Over a busy database
-# a range of 7 days or more takes seconds (docs/dashboard.md has the numbers),
-# and only hourly rollups would make long ranges cheap.
 DEFAULT_RANGE = "24h"
 
 # Bucket width per range, chosen for 48 to 60 points per chart.
@@ -49,15 +46,16 @@ async def overview_page(request: Request) -> Response:
         first = await _query(pool, queries.first_started)
         since = first or until - timedelta(hours=1)
     bucket_s = BUCKET_S.get(range_value) or _all_time_bucket(since, until)
+    bucket_s = summaries.bucket_seconds(since, bucket_s)
 
-    # Each query scans the range on its own connection, so they run side by
-    # side on the database's cores instead of one after another.
+    # Each query runs on its own connection, so they run side by side on the
+    # database's cores instead of one after another.
     totals, series, models, users, outcomes = await asyncio.gather(
-        _query(pool, queries.overview_totals, since, None),
-        _query(pool, queries.overview_series, since, None, bucket_s),
-        _query(pool, queries.list_groups, "model", since, None, 10, False),
-        _query(pool, queries.list_groups, "user", since, None, 10, False),
-        _query(pool, queries.list_outcomes, since, None),
+        _query(pool, summaries.overview_totals, since, None),
+        _query(pool, summaries.overview_series, since, None, bucket_s),
+        _query(pool, summaries.list_groups, "model", since, None, 10, False),
+        _query(pool, summaries.list_groups, "user", since, None, 10, False),
+        _query(pool, summaries.list_outcomes, since, None),
     )
 
     return render(
@@ -66,7 +64,9 @@ async def overview_page(request: Request) -> Response:
         range_value=range_value,
         ranges=filters.RANGES,
         totals=totals,
-        chart=chart_data(series, since, until, bucket_s),
+        chart=chart_data(
+            series, summaries.series_start(since, bucket_s), until, bucket_s
+        ),
         models=models,
         users=users,
         outcomes=outcomes,

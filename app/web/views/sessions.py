@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from app.store import queries
+from app.store import queries, summaries
 from app.web import filters, formatting
 from app.web.auth import require_sign_in
 from app.web.templating import render
@@ -31,7 +31,7 @@ async def session_list(request: Request) -> Response:
     range_value = request.query_params.get("range") or DEFAULT_RANGE
     since = filters.range_start(range_value)
     async with request.app.state.pool.connection() as conn:
-        rows = await queries.list_groups(conn, "session", since, None)
+        rows = await summaries.list_sessions(conn, since)
     return render(
         request,
         "sessions.html",

@@ -1,0 +1,396 @@
+"""Add summary tables that triggers keep in step with llmtap.exchange.
+
+Revision ID: 0004
+Revises: 0003
+
+The overview, the users and models lists over long ranges, and the sessions
+list read these instead of every exchange in the range:
+
+- summary_hour: per UTC hour, counts, tokens, cost and latency histograms;
+- summary_failure_hour: per UTC hour, failed exchanges by outcome and error;
+- summary_day: per UTC day and model or user, the same plus first and last seen;
+- summary_session: per session, its whole totals.
+
+Statement triggers with transition tables add each insert's rows in one pass
+per table, in the same transaction as the insert, so the summaries never
+disagree with the exchanges. A delete (retention) recomputes the summary rows
+of the time span and sessions it touched from the exchanges that remain.
+
+A latency histogram is a jsonb object from bin number to count. Bin b holds
+values from 2^(b/8) to 2^((b+1)/8) ms, so a percentile read from it is within
+4.5 % of the exact one.
+"""
+
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+# Created in this order: each function uses the ones before it.
+HISTOGRAM_FUNCTIONS = (
+    """
+    CREATE FUNCTION llmtap.hist_bin(ms double precision) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT floor(8 * ln(greatest(ms, 0.01)) / 0.6931471805599453)::integer $$
+    """,
+    # The histogram of one value, or NULL for a missing one.
+    """
+    CREATE FUNCTION llmtap.hist_of(ms double precision) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT CASE WHEN ms IS NOT NULL
+            THEN jsonb_build_object(llmtap.hist_bin(ms), 1) END
+    $$
+    """,
+    # The union of some histograms; NULL elements count as empty.
+    """
+    CREATE FUNCTION llmtap.hist_merge(hists jsonb[]) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT coalesce(jsonb_object_agg(bin, n), '{}'::jsonb)
+        FROM (
+            SELECT entry.key AS bin, sum(entry.value::bigint) AS n
+            FROM unnest(hists) AS hist, jsonb_each_text(hist) AS entry
+            GROUP BY 1
+        ) AS merged
+    $$
+    """,
+    """
+    CREATE FUNCTION llmtap.hist_add(a jsonb, b jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT llmtap.hist_merge(ARRAY[a, b]) $$
+    """,
+    # The q-quantile of the union of some histograms: the geometric middle of
+    # the first bin at which the running count reaches q of the total.
+    """
+    CREATE FUNCTION llmtap.hist_quantile(hists jsonb[], q double precision)
+    RETURNS double precision
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT power(2.0, (bin + 0.5) / 8)
+        FROM (
+            SELECT bin, sum(n) OVER (ORDER BY bin) AS running,
+                   sum(n) OVER () AS total
+            FROM (
+                SELECT key::integer AS bin, value::bigint AS n
+                FROM jsonb_each_text(llmtap.hist_merge(hists))
+            ) AS merged
+        ) AS counted
+        WHERE running >= q * total
+        ORDER BY bin
+        LIMIT 1
+    $$
+    """,
+)
+
+TABLES = (
+    """
+    CREATE TABLE llmtap.summary_hour (
+        hour timestamptz PRIMARY KEY,
+        exchanges bigint NOT NULL,
+        errors bigint NOT NULL,
+        prompt_tokens bigint,
+        completion_tokens bigint,
+        cost_usd numeric(30, 10),
+        tokens_per_s_sum double precision,
+        tokens_per_s_n bigint NOT NULL,
+        latency_hist jsonb NOT NULL,
+        ttft_hist jsonb NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE llmtap.summary_failure_hour (
+        hour timestamptz NOT NULL,
+        outcome text NOT NULL,
+        error_kind text,
+        http_status integer,
+        exchanges bigint NOT NULL,
+        UNIQUE NULLS NOT DISTINCT (hour, outcome, error_kind, http_status)
+    )
+    """,
+    """
+    CREATE TABLE llmtap.summary_day (
+        dimension text NOT NULL CHECK (dimension IN ('model', 'user')),
+        day timestamptz NOT NULL,
+        key text NOT NULL,
+        exchanges bigint NOT NULL,
+        errors bigint NOT NULL,
+        prompt_tokens bigint,
+        completion_tokens bigint,
+        cost_usd numeric(30, 10),
+        latency_sum double precision,
+        latency_n bigint NOT NULL,
+        first_seen timestamptz NOT NULL,
+        last_seen timestamptz NOT NULL,
+        latency_hist jsonb NOT NULL,
+        PRIMARY KEY (dimension, day, key)
+    )
+    """,
+    """
+    CREATE TABLE llmtap.summary_session (
+        session_id text PRIMARY KEY,
+        session_name text,
+        user_ids text[] NOT NULL,
+        exchanges bigint NOT NULL,
+        errors bigint NOT NULL,
+        prompt_tokens bigint,
+        completion_tokens bigint,
+        cost_usd numeric(30, 10),
+        latency_sum double precision,
+        latency_n bigint NOT NULL,
+        first_seen timestamptz NOT NULL,
+        last_seen timestamptz NOT NULL
+    )
+    """,
+    """
+    CREATE INDEX summary_session_last_seen_idx
+        ON llmtap.summary_session (last_seen DESC, session_id DESC)
+    """,
+)
+
+# Each statement adds the summaries of the exchanges in {rows}. The trigger
+# runs them on its transition table, the back-fill on the whole table. Sums
+# of nullable columns stay NULL until a row carries a value.
+HOUR = """
+    INSERT INTO llmtap.summary_hour AS s
+    SELECT date_trunc('hour', started_at, 'UTC'), count(*),
+           count(*) FILTER (WHERE outcome <> 'success'),
+           sum(prompt_tokens), sum(completion_tokens), sum(cost_usd),
+           sum(tokens_per_s), count(tokens_per_s),
+           llmtap.hist_merge(array_agg(llmtap.hist_of(latency_ms))),
+           llmtap.hist_merge(array_agg(llmtap.hist_of(ttft_ms)))
+    FROM {rows}
+    GROUP BY 1 ORDER BY 1
+    ON CONFLICT (hour) DO UPDATE SET
+        exchanges = s.exchanges + excluded.exchanges,
+        errors = s.errors + excluded.errors,
+        prompt_tokens = {add_prompt_tokens},
+        completion_tokens = {add_completion_tokens},
+        cost_usd = {add_cost_usd},
+        tokens_per_s_sum = {add_tokens_per_s_sum},
+        tokens_per_s_n = s.tokens_per_s_n + excluded.tokens_per_s_n,
+        latency_hist = llmtap.hist_add(s.latency_hist, excluded.latency_hist),
+        ttft_hist = llmtap.hist_add(s.ttft_hist, excluded.ttft_hist)
+"""
+
+FAILURE_HOUR = """
+    INSERT INTO llmtap.summary_failure_hour AS s
+    SELECT date_trunc('hour', started_at, 'UTC'), outcome, error_kind,
+           http_status, count(*)
+    FROM {rows}
+    WHERE outcome <> 'success'
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (hour, outcome, error_kind, http_status) DO UPDATE SET
+        exchanges = s.exchanges + excluded.exchanges
+"""
+
+DAY = """
+    INSERT INTO llmtap.summary_day AS s
+    SELECT '{dimension}', date_trunc('day', started_at, 'UTC'), {column},
+           count(*), count(*) FILTER (WHERE outcome <> 'success'),
+           sum(prompt_tokens), sum(completion_tokens), sum(cost_usd),
+           sum(latency_ms), count(latency_ms),
+           min(started_at), max(started_at),
+           llmtap.hist_merge(array_agg(llmtap.hist_of(latency_ms)))
+    FROM {rows}
+    WHERE {column} IS NOT NULL
+    GROUP BY 2, 3 ORDER BY 2, 3
+    ON CONFLICT (dimension, day, key) DO UPDATE SET
+        exchanges = s.exchanges + excluded.exchanges,
+        errors = s.errors + excluded.errors,
+        prompt_tokens = {add_prompt_tokens},
+        completion_tokens = {add_completion_tokens},
+        cost_usd = {add_cost_usd},
+        latency_sum = {add_latency_sum},
+        latency_n = s.latency_n + excluded.latency_n,
+        first_seen = least(s.first_seen, excluded.first_seen),
+        last_seen = greatest(s.last_seen, excluded.last_seen),
+        latency_hist = llmtap.hist_add(s.latency_hist, excluded.latency_hist)
+"""
+
+SESSION = """
+    INSERT INTO llmtap.summary_session AS s
+    SELECT session_id, max(session_name),
+           coalesce(array_agg(DISTINCT user_id)
+                    FILTER (WHERE user_id IS NOT NULL), '{{}}'),
+           count(*), count(*) FILTER (WHERE outcome <> 'success'),
+           sum(prompt_tokens), sum(completion_tokens), sum(cost_usd),
+           sum(latency_ms), count(latency_ms),
+           min(started_at), max(started_at)
+    FROM {rows}
+    WHERE session_id IS NOT NULL
+    GROUP BY 1 ORDER BY 1
+    ON CONFLICT (session_id) DO UPDATE SET
+        session_name = greatest(s.session_name, excluded.session_name),
+        user_ids = ARRAY(SELECT DISTINCT u
+                         FROM unnest(s.user_ids || excluded.user_ids) AS u
+                         ORDER BY u),
+        exchanges = s.exchanges + excluded.exchanges,
+        errors = s.errors + excluded.errors,
+        prompt_tokens = {add_prompt_tokens},
+        completion_tokens = {add_completion_tokens},
+        cost_usd = {add_cost_usd},
+        latency_sum = {add_latency_sum},
+        latency_n = s.latency_n + excluded.latency_n,
+        first_seen = least(s.first_seen, excluded.first_seen),
+        last_seen = greatest(s.last_seen, excluded.last_seen)
+"""
+
+NULLABLE_SUMS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "tokens_per_s_sum",
+    "latency_sum",
+)
+
+
+def summarise(template: str, rows: str, **names: str) -> str:
+    """Return a summary statement over the relation rows."""
+    # NULL + x is NULL, so the first value a NULL sum meets becomes the sum.
+    additions = {
+        f"add_{n}": f"coalesce(s.{n} + excluded.{n}, s.{n}, excluded.{n})"
+        for n in NULLABLE_SUMS
+    }
+    return template.format(rows=rows, **additions, **names)
+
+
+def statements(rows: str) -> list[str]:
+    """Return every summary statement over the relation rows, in a fixed order."""
+    return [
+        summarise(HOUR, rows),
+        summarise(FAILURE_HOUR, rows),
+        summarise(DAY, rows, dimension="model", column="model"),
+        summarise(DAY, rows, dimension="user", column="user_id"),
+        summarise(SESSION, rows),
+    ]
+
+
+# After a delete, the rows in the span [low, high) and the touched sessions are
+# recomputed from the exchanges that remain. Retention deletes the oldest
+# exchanges, so the span is the oldest hours and days.
+RECOMPUTE_SPAN = (
+    "(SELECT * FROM llmtap.exchange WHERE started_at >= low AND started_at < high)"
+    " AS remaining"
+)
+RECOMPUTE_SESSIONS = (
+    "(SELECT * FROM llmtap.exchange WHERE session_id IN"
+    " (SELECT DISTINCT session_id FROM changed)) AS remaining"
+)
+
+
+def trigger_function() -> str:
+    """Return the trigger function that keeps the summaries in step."""
+    inserted = ";\n".join(statements("changed"))
+    span = ";\n".join(statements(RECOMPUTE_SPAN)[:-1])
+    sessions = summarise(SESSION, RECOMPUTE_SESSIONS)
+    return f"""
+    CREATE FUNCTION llmtap.summarise_exchanges() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, llmtap
+    AS $$
+    DECLARE
+        low timestamptz;
+        high timestamptz;
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            {inserted};
+            RETURN NULL;
+        END IF;
+
+        SELECT date_trunc('day', min(started_at), 'UTC'),
+               date_trunc('day', max(started_at), 'UTC') + interval '1 day'
+        INTO low, high FROM changed;
+        IF low IS NULL THEN
+            RETURN NULL;
+        END IF;
+        DELETE FROM llmtap.summary_hour WHERE hour >= low AND hour < high;
+        DELETE FROM llmtap.summary_failure_hour
+            WHERE hour >= low AND hour < high;
+        DELETE FROM llmtap.summary_day WHERE day >= low AND day < high;
+        DELETE FROM llmtap.summary_session
+            WHERE session_id IN (SELECT session_id FROM changed);
+        {span};
+        {sessions};
+        RETURN NULL;
+    END
+    $$
+    """
+
+
+CLEAR_FUNCTION = """
+    CREATE FUNCTION llmtap.clear_summaries() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, llmtap
+    AS $$
+    BEGIN
+        TRUNCATE llmtap.summary_hour, llmtap.summary_failure_hour,
+                 llmtap.summary_day, llmtap.summary_session;
+        RETURN NULL;
+    END
+    $$
+"""
+
+# Transition tables allow one event per trigger, so insert and delete each get
+# their own trigger on the same function.
+TRIGGERS = (
+    """
+    CREATE TRIGGER exchange_summarise_insert AFTER INSERT ON llmtap.exchange
+        REFERENCING NEW TABLE AS changed
+        FOR EACH STATEMENT EXECUTE FUNCTION llmtap.summarise_exchanges()
+    """,
+    """
+    CREATE TRIGGER exchange_summarise_delete AFTER DELETE ON llmtap.exchange
+        REFERENCING OLD TABLE AS changed
+        FOR EACH STATEMENT EXECUTE FUNCTION llmtap.summarise_exchanges()
+    """,
+    """
+    CREATE TRIGGER exchange_summarise_truncate AFTER TRUNCATE ON llmtap.exchange
+        FOR EACH STATEMENT EXECUTE FUNCTION llmtap.clear_summaries()
+    """,
+)
+
+SUMMARY_TABLES = (
+    "llmtap.summary_hour",
+    "llmtap.summary_failure_hour",
+    "llmtap.summary_day",
+    "llmtap.summary_session",
+)
+FUNCTIONS = (
+    "summarise_exchanges()",
+    "clear_summaries()",
+    "hist_quantile(jsonb[], double precision)",
+    "hist_add(jsonb, jsonb)",
+    "hist_merge(jsonb[])",
+    "hist_of(double precision)",
+    "hist_bin(double precision)",
+)
+
+
+def upgrade() -> None:
+    for statement in (*HISTOGRAM_FUNCTIONS, *TABLES):
+        op.execute(statement)
+
+    # The lock holds the proxy's inserts back until the back-fill and the
+    # triggers are both in place, so no exchange is counted twice or missed.
+    op.execute("LOCK TABLE llmtap.exchange IN SHARE MODE")
+    for statement in statements("llmtap.exchange"):
+        op.execute(statement)
+    for statement in (trigger_function(), CLEAR_FUNCTION, *TRIGGERS):
+        op.execute(statement)
+
+    op.execute(f"GRANT SELECT ON {', '.join(SUMMARY_TABLES)} TO llmtap_web")
+
+
+def downgrade() -> None:
+    for event in ("insert", "delete", "truncate"):
+        op.execute(
+            f"DROP TRIGGER IF EXISTS exchange_summarise_{event} ON llmtap.exchange"
+        )
+    op.execute(f"DROP TABLE IF EXISTS {', '.join(SUMMARY_TABLES)}")
+    for signature in FUNCTIONS:
+        op.execute(f"DROP FUNCTION IF EXISTS llmtap.{signature}")
