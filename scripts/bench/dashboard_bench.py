@@ -251,8 +251,12 @@ def bench_pages(settings: Settings) -> dict[str, str]:
         "users, 24 h (default)": "/users",
         "models, 24 h (default)": "/models",
         "overview, 7 days": "/?range=7d",
-        "users, 30 days": "/users?range=30d",
+        "overview, 30 days": "/?range=30d",
         "overview, all time": "/?range=all",
+        "users, 7 days": "/users?range=7d",
+        "users, 30 days": "/users?range=30d",
+        "models, all time": "/models?range=all",
+        "sessions, 30 days": "/sessions?range=30d",
     }
 
 
