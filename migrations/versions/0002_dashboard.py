@@ -83,6 +83,11 @@ def _create_api_views() -> None:
         f"CREATE VIEW api.exchange_summaries AS SELECT {SUMMARY_COLUMNS}"
         " FROM llmtap.exchange"
     )
+    create_aggregate_views()
+
+
+def create_aggregate_views() -> None:
+    """Create the per-session, per-user and per-model views over the exchanges."""
     op.execute(
         f"""
         CREATE VIEW api.sessions AS

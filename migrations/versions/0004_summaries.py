@@ -21,46 +21,46 @@ values from 2^(b/8) to 2^((b+1)/8) ms, so a percentile read from it is within
 4.5 % of the exact one.
 """
 
-from alembic import op
+from alembic import context, op
 
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-# Created in this order: each function uses the ones before it.
+# Created in this order: each function uses the ones before it. The bodies are
+# SQL-standard ones, parsed once here, so the API roles that read the views
+# need no access to schema llmtap to run them.
 HISTOGRAM_FUNCTIONS = (
     """
     CREATE FUNCTION llmtap.hist_bin(ms double precision) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT floor(8 * ln(greatest(ms, 0.01)) / 0.6931471805599453)::integer $$
+    RETURN floor(8 * ln(greatest(ms, 0.01)) / 0.6931471805599453)::integer
     """,
     # The histogram of one value, or NULL for a missing one.
     """
     CREATE FUNCTION llmtap.hist_of(ms double precision) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$
-        SELECT CASE WHEN ms IS NOT NULL
-            THEN jsonb_build_object(llmtap.hist_bin(ms), 1) END
-    $$
+    RETURN CASE WHEN ms IS NOT NULL
+        THEN jsonb_build_object(llmtap.hist_bin(ms), 1) END
     """,
-    # The union of some histograms; NULL elements count as empty.
+    # The union of some histograms, where NULL elements count as empty.
     """
     CREATE FUNCTION llmtap.hist_merge(hists jsonb[]) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$
+    BEGIN ATOMIC
         SELECT coalesce(jsonb_object_agg(bin, n), '{}'::jsonb)
         FROM (
             SELECT entry.key AS bin, sum(entry.value::bigint) AS n
             FROM unnest(hists) AS hist, jsonb_each_text(hist) AS entry
             GROUP BY 1
-        ) AS merged
-    $$
+        ) AS merged;
+    END
     """,
     """
     CREATE FUNCTION llmtap.hist_add(a jsonb, b jsonb) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT llmtap.hist_merge(ARRAY[a, b]) $$
+    RETURN llmtap.hist_merge(ARRAY[a, b])
     """,
     # The q-quantile of the union of some histograms: the geometric middle of
     # the first bin at which the running count reaches q of the total.
@@ -68,7 +68,7 @@ HISTOGRAM_FUNCTIONS = (
     CREATE FUNCTION llmtap.hist_quantile(hists jsonb[], q double precision)
     RETURNS double precision
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$
+    BEGIN ATOMIC
         SELECT power(2.0, (bin + 0.5) / 8)
         FROM (
             SELECT bin, sum(n) OVER (ORDER BY bin) AS running,
@@ -80,8 +80,8 @@ HISTOGRAM_FUNCTIONS = (
         ) AS counted
         WHERE running >= q * total
         ORDER BY bin
-        LIMIT 1
-    $$
+        LIMIT 1;
+    END
     """,
 )
 
@@ -354,6 +354,45 @@ TRIGGERS = (
     """,
 )
 
+# The API's aggregate views read the summaries too, so that reading one of
+# them costs a few thousand summary rows, not every exchange.
+API_VIEWS = (
+    """
+    CREATE VIEW api.sessions AS
+    SELECT session_id, session_name, exchanges, errors, prompt_tokens,
+           completion_tokens, cost_usd,
+           latency_sum / nullif(latency_n, 0) AS avg_latency_ms,
+           first_seen, last_seen, cardinality(user_ids) AS users
+    FROM llmtap.summary_session
+    """,
+    """
+    CREATE VIEW api.users AS
+    SELECT key AS user_id,
+           (SELECT user_name FROM llmtap.exchange
+            WHERE user_id = day.key ORDER BY started_at DESC LIMIT 1) AS user_name,
+           {totals}
+    FROM llmtap.summary_day AS day WHERE dimension = 'user'
+    GROUP BY key
+    """,
+    """
+    CREATE VIEW api.models AS
+    SELECT key AS model, {totals},
+           llmtap.hist_quantile(array_agg(latency_hist), 0.5) AS p50_latency_ms,
+           llmtap.hist_quantile(array_agg(latency_hist), 0.95) AS p95_latency_ms
+    FROM llmtap.summary_day WHERE dimension = 'model'
+    GROUP BY key
+    """,
+)
+API_TOTALS = """
+    sum(exchanges)::bigint AS exchanges, sum(errors)::bigint AS errors,
+    sum(prompt_tokens)::bigint AS prompt_tokens,
+    sum(completion_tokens)::bigint AS completion_tokens,
+    sum(cost_usd) AS cost_usd,
+    sum(latency_sum) / nullif(sum(latency_n), 0) AS avg_latency_ms,
+    min(first_seen) AS first_seen, max(last_seen) AS last_seen
+"""
+API_VIEW_NAMES = "api.sessions, api.users, api.models"
+
 SUMMARY_TABLES = (
     "llmtap.summary_hour",
     "llmtap.summary_failure_hour",
@@ -384,9 +423,25 @@ def upgrade() -> None:
         op.execute(statement)
 
     op.execute(f"GRANT SELECT ON {', '.join(SUMMARY_TABLES)} TO llmtap_web")
+    replace_api_views()
+
+
+def replace_api_views() -> None:
+    op.execute(f"DROP VIEW {API_VIEW_NAMES}")
+    for view in API_VIEWS:
+        op.execute(view.format(totals=API_TOTALS))
+    # The same grants as the views they replace: no body or header is in them.
+    op.execute(f"GRANT SELECT ON {API_VIEW_NAMES} TO llmtap_api_reader")
+    op.execute(f"GRANT SELECT ON {API_VIEW_NAMES} TO llmtap_api_anon")
+    op.execute("NOTIFY pgrst, 'reload schema'")
 
 
 def downgrade() -> None:
+    op.execute(f"DROP VIEW IF EXISTS {API_VIEW_NAMES}")
+    dashboard = context.script.get_revision("0002").module
+    dashboard.create_aggregate_views()
+    op.execute(f"GRANT SELECT ON {API_VIEW_NAMES} TO llmtap_api_reader")
+    op.execute(f"GRANT SELECT ON {API_VIEW_NAMES} TO llmtap_api_anon")
     for event in ("insert", "delete", "truncate"):
         op.execute(
             f"DROP TRIGGER IF EXISTS exchange_summarise_{event} ON llmtap.exchange"
