@@ -55,17 +55,25 @@ FAILURE_COLUMNS = {
     "exchanges": "1",
 }
 
+# Totals of the summary parts, with each histogram merged once; QUANTILES then
+# reads the percentiles from the merged histograms.
 TOTALS = (
     "coalesce(sum(exchanges), 0)::bigint AS exchanges,"
     " coalesce(sum(errors), 0)::bigint AS errors,"
     " sum(prompt_tokens) AS prompt_tokens,"
     " sum(completion_tokens) AS completion_tokens,"
     " sum(cost_usd) AS cost_usd,"
-    " llmtap.hist_quantile(array_agg(latency_hist), 0.5) AS p50_latency_ms,"
-    " llmtap.hist_quantile(array_agg(latency_hist), 0.95) AS p95_latency_ms,"
-    " llmtap.hist_quantile(array_agg(ttft_hist), 0.5) AS p50_ttft_ms,"
-    " llmtap.hist_quantile(array_agg(ttft_hist), 0.95) AS p95_ttft_ms,"
-    " sum(tokens_per_s_sum) / nullif(sum(tokens_per_s_n), 0) AS avg_tokens_per_s"
+    " sum(tokens_per_s_sum) / nullif(sum(tokens_per_s_n), 0) AS avg_tokens_per_s,"
+    " llmtap.hist_merge(array_agg(latency_hist)) AS latency,"
+    " llmtap.hist_merge(array_agg(ttft_hist)) AS ttft"
+)
+QUANTILES = (
+    "exchanges, errors, prompt_tokens, completion_tokens, cost_usd,"
+    " avg_tokens_per_s,"
+    " llmtap.hist_quantile(latency, 0.5) AS p50_latency_ms,"
+    " llmtap.hist_quantile(latency, 0.95) AS p95_latency_ms,"
+    " llmtap.hist_quantile(ttft, 0.5) AS p50_ttft_ms,"
+    " llmtap.hist_quantile(ttft, 0.95) AS p95_ttft_ms"
 )
 GROUP_TOTALS = (
     "sum(exchanges)::bigint AS exchanges,"
@@ -76,7 +84,10 @@ GROUP_TOTALS = (
     " sum(latency_sum) / nullif(sum(latency_n), 0) AS avg_latency_ms,"
     " min(first_seen) AS first_seen, max(last_seen) AS last_seen"
 )
-P95 = ", llmtap.hist_quantile(array_agg(latency_hist), 0.95) AS p95_latency_ms"
+P95 = (
+    ", llmtap.hist_quantile(llmtap.hist_merge(array_agg(latency_hist)), 0.95)"
+    " AS p95_latency_ms"
+)
 
 
 def covers(since: datetime | None, until: datetime | None) -> bool:
@@ -133,9 +144,9 @@ async def overview_totals(
         return await queries.overview_totals(conn, since, until)
 
     parts = _parts("summary_hour", "hour", HOUR_COLUMNS, since, HOUR)
-    query = sql.SQL("SELECT {totals} FROM ({parts}) AS parts").format(
-        totals=sql.SQL(TOTALS), parts=parts
-    )
+    query = sql.SQL(
+        "SELECT {quantiles} FROM (SELECT {totals} FROM ({parts}) AS parts) AS merged"
+    ).format(quantiles=sql.SQL(QUANTILES), totals=sql.SQL(TOTALS), parts=parts)
     rows = await fetch_all(conn, query)
     return rows[0]
 
@@ -154,9 +165,12 @@ async def overview_series(
     at = {"at": ("hour", "started_at")}
     parts = _parts("summary_hour", "hour", HOUR_COLUMNS, since, HOUR, extra=at)
     query = sql.SQL(
-        "SELECT date_bin(make_interval(secs => {bucket}), at, {origin}) AS bucket,"
-        " {totals} FROM ({parts}) AS parts GROUP BY 1 ORDER BY 1"
+        "SELECT bucket, {quantiles} FROM ("
+        " SELECT date_bin(make_interval(secs => {bucket}), at, {origin}) AS bucket,"
+        " {totals} FROM ({parts}) AS parts GROUP BY 1"
+        ") AS merged ORDER BY 1"
     ).format(
+        quantiles=sql.SQL(QUANTILES),
         bucket=bucket_s,
         origin=series_start(since, bucket_s),
         totals=sql.SQL(TOTALS),

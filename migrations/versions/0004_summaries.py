@@ -62,10 +62,10 @@ HISTOGRAM_FUNCTIONS = (
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN llmtap.hist_merge(ARRAY[a, b])
     """,
-    # The q-quantile of the union of some histograms: the geometric middle of
-    # the first bin at which the running count reaches q of the total.
+    # The q-quantile of a histogram: the geometric middle of the first bin at
+    # which the running count reaches q of the total.
     """
-    CREATE FUNCTION llmtap.hist_quantile(hists jsonb[], q double precision)
+    CREATE FUNCTION llmtap.hist_quantile(hist jsonb, q double precision)
     RETURNS double precision
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     BEGIN ATOMIC
@@ -75,8 +75,8 @@ HISTOGRAM_FUNCTIONS = (
                    sum(n) OVER () AS total
             FROM (
                 SELECT key::integer AS bin, value::bigint AS n
-                FROM jsonb_each_text(llmtap.hist_merge(hists))
-            ) AS merged
+                FROM jsonb_each_text(hist)
+            ) AS entries
         ) AS counted
         WHERE running >= q * total
         ORDER BY bin
@@ -376,11 +376,16 @@ API_VIEWS = (
     """,
     """
     CREATE VIEW api.models AS
-    SELECT key AS model, {totals},
-           llmtap.hist_quantile(array_agg(latency_hist), 0.5) AS p50_latency_ms,
-           llmtap.hist_quantile(array_agg(latency_hist), 0.95) AS p95_latency_ms
-    FROM llmtap.summary_day WHERE dimension = 'model'
-    GROUP BY key
+    SELECT model, exchanges, errors, prompt_tokens, completion_tokens, cost_usd,
+           avg_latency_ms, first_seen, last_seen,
+           llmtap.hist_quantile(latency, 0.5) AS p50_latency_ms,
+           llmtap.hist_quantile(latency, 0.95) AS p95_latency_ms
+    FROM (
+        SELECT key AS model, {totals},
+               llmtap.hist_merge(array_agg(latency_hist)) AS latency
+        FROM llmtap.summary_day WHERE dimension = 'model'
+        GROUP BY key
+    ) AS merged
     """,
 )
 API_TOTALS = """
@@ -402,7 +407,7 @@ SUMMARY_TABLES = (
 FUNCTIONS = (
     "summarise_exchanges()",
     "clear_summaries()",
-    "hist_quantile(jsonb[], double precision)",
+    "hist_quantile(jsonb, double precision)",
     "hist_add(jsonb, jsonb)",
     "hist_merge(jsonb[])",
     "hist_of(double precision)",
