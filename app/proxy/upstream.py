@@ -3,7 +3,9 @@
 The proxy uses httpcore, the transport under httpx, directly: httpx's client
 layer would add default headers, keep a cookie jar shared by every client of
 the proxy, and re-encode the request target, none of which a pass-through
-proxy wants. The target is sent exactly as the client wrote it.
+proxy wants. The target is sent exactly as the client wrote it. The pool runs
+on the network backend in app/proxy/network.py, which is cheaper per request
+than httpcore's anyio streams.
 """
 
 from functools import lru_cache
@@ -12,6 +14,7 @@ from urllib.parse import urlsplit
 import httpcore
 
 from app.proxy import errors
+from app.proxy.network import TransportBackend
 from app.settings import Settings
 
 # Idle connections kept per pool; a home lab talks to one or two upstreams.
@@ -27,6 +30,7 @@ class Upstream:
             max_connections=None,
             max_keepalive_connections=MAX_KEEPALIVE,
             keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            network_backend=TransportBackend(),
         )
 
     async def send(
