@@ -8,6 +8,7 @@ import pytest
 
 from tests.cases.helpers import Stage, log_offset, log_since
 from tests.support.appliance import Appliance
+from tests.support.summaries import PAIRS, summary_mismatches
 from tests.support.upstream import ScriptedUpstream
 
 from .helpers import (
@@ -118,6 +119,7 @@ def test_age_limit_deletes_old_rows(upstream: ScriptedUpstream, stage: Stage) ->
 
         assert old_left == 0
         assert count_rows(appliance, "user_id IS NULL") == RECENT_ROWS
+        assert summary_mismatches(appliance) == dict.fromkeys(PAIRS, 0)
         assert_load_answered(outcomes)
         assert len(counts) == len(ids)
         assert "retention deleted exchanges count=" in log

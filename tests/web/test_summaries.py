@@ -19,6 +19,7 @@ from psycopg import IsolationLevel
 from psycopg.rows import dict_row
 
 from app.store import queries, summaries
+from tests.support.summaries import PAIRS, mismatch_query
 
 Connection = psycopg.AsyncConnection[Any]
 
@@ -53,55 +54,6 @@ INSERT = """
     FROM generate_series(1, %s) AS i
 """
 
-# The hour summaries as the exchanges give them, computed without the
-# migration's statements.
-EXPECTED_HOURS = """
-    WITH sums AS (
-        SELECT date_trunc('hour', started_at, 'UTC') AS hour, count(*) AS exchanges,
-               count(*) FILTER (WHERE outcome <> 'success') AS errors,
-               sum(prompt_tokens) AS prompt_tokens, sum(cost_usd) AS cost_usd
-        FROM llmtap.exchange GROUP BY 1
-    ), bins AS (
-        SELECT date_trunc('hour', started_at, 'UTC') AS hour,
-               llmtap.hist_bin(latency_ms) AS bin, count(*) AS n
-        FROM llmtap.exchange WHERE latency_ms IS NOT NULL GROUP BY 1, 2
-    ), hists AS (
-        SELECT hour, jsonb_object_agg(bin, n) AS hist FROM bins GROUP BY 1
-    )
-    SELECT sums.*, coalesce(hists.hist, '{}') AS latency_hist
-    FROM sums LEFT JOIN hists USING (hour)
-"""
-STORED_HOURS = """
-    SELECT hour, exchanges, errors, prompt_tokens, cost_usd, latency_hist
-    FROM llmtap.summary_hour
-"""
-EXPECTED_USER_DAYS = """
-    SELECT date_trunc('day', started_at, 'UTC') AS day, user_id AS key,
-           count(*) AS exchanges, count(latency_ms) AS latency_n,
-           min(started_at) AS first_seen, max(started_at) AS last_seen
-    FROM llmtap.exchange WHERE user_id IS NOT NULL GROUP BY 1, 2
-"""
-STORED_USER_DAYS = """
-    SELECT day, key, exchanges, latency_n, first_seen, last_seen
-    FROM llmtap.summary_day WHERE dimension = 'user'
-"""
-EXPECTED_SESSIONS = """
-    SELECT session_id, max(session_name) AS session_name, count(*) AS exchanges,
-           count(DISTINCT user_id) AS users, sum(cost_usd) AS cost_usd,
-           min(started_at) AS first_seen, max(started_at) AS last_seen
-    FROM llmtap.exchange WHERE session_id IS NOT NULL GROUP BY 1
-"""
-STORED_SESSIONS = """
-    SELECT session_id, session_name, exchanges, cardinality(user_ids) AS users,
-           cost_usd, first_seen, last_seen
-    FROM llmtap.summary_session
-"""
-PAIRS = {
-    "summary_hour": (EXPECTED_HOURS, STORED_HOURS),
-    "summary_day": (EXPECTED_USER_DAYS, STORED_USER_DAYS),
-    "summary_session": (EXPECTED_SESSIONS, STORED_SESSIONS),
-}
-
 
 def in_rolled_back_transaction(
     appliance: Any, check: Callable[[Connection], Awaitable[None]]
@@ -129,12 +81,8 @@ def in_rolled_back_transaction(
 async def mismatches(conn: Connection) -> dict[str, int]:
     """Return, per summary table, how many rows differ from the exchanges."""
     found = {}
-    for table, (expected, stored) in PAIRS.items():
-        query = (
-            f"SELECT count(*) AS n FROM (({expected}) EXCEPT ({stored})"
-            f" UNION ALL (({stored}) EXCEPT ({expected}))) AS differing"
-        )
-        rows = await (await conn.execute(query)).fetchall()
+    for table in PAIRS:
+        rows = await (await conn.execute(mismatch_query(table))).fetchall()
         found[table] = rows[0]["n"]
     return found
 
