@@ -4,7 +4,7 @@ Migration 0004 keeps per-hour, per-day and per-session summaries of the
 exchanges. A range of SUMMARY_SPAN or longer reads the summary rows from the
 first whole hour (or day) of the range on, plus the exchanges of the partial
 hour (or day) before it, so totals and counts are exact. Percentiles come from
-the summaries' latency histograms and are within 4.5 % of the exact ones.
+the summaries' latency histograms and are within 4.5 % of percentile_disc's.
 Shorter ranges read the exchanges themselves through app.store.queries, with
 exact percentiles and finer chart buckets.
 """
@@ -25,23 +25,20 @@ DAY = timedelta(days=1)
 
 # Columns of a summary row, each with the expression that makes the same
 # column from a single exchange.
-HOUR_COLUMNS = {
+COUNT_COLUMNS = {
     "exchanges": "1",
     "errors": "(outcome <> 'success')::integer",
     "prompt_tokens": "prompt_tokens",
     "completion_tokens": "completion_tokens",
     "cost_usd": "cost_usd",
+}
+HOUR_COLUMNS = COUNT_COLUMNS | {
     "tokens_per_s_sum": "tokens_per_s",
     "tokens_per_s_n": "(tokens_per_s IS NOT NULL)::integer",
     "latency_hist": "llmtap.hist_of(latency_ms)",
     "ttft_hist": "llmtap.hist_of(ttft_ms)",
 }
-GROUP_COLUMNS = {
-    "exchanges": "1",
-    "errors": "(outcome <> 'success')::integer",
-    "prompt_tokens": "prompt_tokens",
-    "completion_tokens": "completion_tokens",
-    "cost_usd": "cost_usd",
+GROUP_COLUMNS = COUNT_COLUMNS | {
     "latency_sum": "latency_ms",
     "latency_n": "(latency_ms IS NOT NULL)::integer",
     "first_seen": "started_at",
@@ -55,7 +52,7 @@ FAILURE_COLUMNS = {
     "exchanges": "1",
 }
 
-# Totals of the summary parts, with each histogram merged once; QUANTILES then
+# Totals of the summary parts, with each histogram merged once. QUANTILES then
 # reads the percentiles from the merged histograms.
 TOTALS = (
     "coalesce(sum(exchanges), 0)::bigint AS exchanges,"

@@ -85,15 +85,23 @@ HISTOGRAM_FUNCTIONS = (
     """,
 )
 
-TABLES = (
-    """
-    CREATE TABLE llmtap.summary_hour (
-        hour timestamptz PRIMARY KEY,
-        exchanges bigint NOT NULL,
+# Columns that several summary tables share: the counts, and the latency and
+# time span of the hour-less summaries.
+COUNT_COLUMNS = """exchanges bigint NOT NULL,
         errors bigint NOT NULL,
         prompt_tokens bigint,
         completion_tokens bigint,
-        cost_usd numeric(30, 10),
+        cost_usd numeric(30, 10)"""
+SPAN_COLUMNS = """latency_sum double precision,
+        latency_n bigint NOT NULL,
+        first_seen timestamptz NOT NULL,
+        last_seen timestamptz NOT NULL"""
+
+TABLES = (
+    f"""
+    CREATE TABLE llmtap.summary_hour (
+        hour timestamptz PRIMARY KEY,
+        {COUNT_COLUMNS},
         tokens_per_s_sum double precision,
         tokens_per_s_n bigint NOT NULL,
         latency_hist jsonb NOT NULL,
@@ -110,38 +118,24 @@ TABLES = (
         UNIQUE NULLS NOT DISTINCT (hour, outcome, error_kind, http_status)
     )
     """,
-    """
+    f"""
     CREATE TABLE llmtap.summary_day (
         dimension text NOT NULL CHECK (dimension IN ('model', 'user')),
         day timestamptz NOT NULL,
         key text NOT NULL,
-        exchanges bigint NOT NULL,
-        errors bigint NOT NULL,
-        prompt_tokens bigint,
-        completion_tokens bigint,
-        cost_usd numeric(30, 10),
-        latency_sum double precision,
-        latency_n bigint NOT NULL,
-        first_seen timestamptz NOT NULL,
-        last_seen timestamptz NOT NULL,
+        {COUNT_COLUMNS},
+        {SPAN_COLUMNS},
         latency_hist jsonb NOT NULL,
         PRIMARY KEY (dimension, day, key)
     )
     """,
-    """
+    f"""
     CREATE TABLE llmtap.summary_session (
         session_id text PRIMARY KEY,
         session_name text,
         user_ids text[] NOT NULL,
-        exchanges bigint NOT NULL,
-        errors bigint NOT NULL,
-        prompt_tokens bigint,
-        completion_tokens bigint,
-        cost_usd numeric(30, 10),
-        latency_sum double precision,
-        latency_n bigint NOT NULL,
-        first_seen timestamptz NOT NULL,
-        last_seen timestamptz NOT NULL
+        {COUNT_COLUMNS},
+        {SPAN_COLUMNS}
     )
     """,
     """
@@ -151,25 +145,19 @@ TABLES = (
 )
 
 # Each statement adds the summaries of the exchanges in {rows}. The trigger
-# runs them on its transition table, the back-fill on the whole table. Sums
-# of nullable columns stay NULL until a row carries a value.
+# runs them on its transition table, the back-fill on the whole table. The
+# {counts} and {span} fragments fill the columns of the same names above.
 HOUR = """
     INSERT INTO llmtap.summary_hour AS s
-    SELECT date_trunc('hour', started_at, 'UTC'), count(*),
-           count(*) FILTER (WHERE outcome <> 'success'),
-           sum(prompt_tokens), sum(completion_tokens), sum(cost_usd),
+    SELECT date_trunc('hour', started_at, 'UTC'), {counts},
            sum(tokens_per_s), count(tokens_per_s),
            llmtap.hist_merge(array_agg(llmtap.hist_of(latency_ms))),
            llmtap.hist_merge(array_agg(llmtap.hist_of(ttft_ms)))
     FROM {rows}
     GROUP BY 1 ORDER BY 1
     ON CONFLICT (hour) DO UPDATE SET
-        exchanges = s.exchanges + excluded.exchanges,
-        errors = s.errors + excluded.errors,
-        prompt_tokens = {add_prompt_tokens},
-        completion_tokens = {add_completion_tokens},
-        cost_usd = {add_cost_usd},
-        tokens_per_s_sum = {add_tokens_per_s_sum},
+        {add_counts},
+        {add_tokens_per_s},
         tokens_per_s_n = s.tokens_per_s_n + excluded.tokens_per_s_n,
         latency_hist = llmtap.hist_add(s.latency_hist, excluded.latency_hist),
         ttft_hist = llmtap.hist_add(s.ttft_hist, excluded.ttft_hist)
@@ -189,24 +177,14 @@ FAILURE_HOUR = """
 DAY = """
     INSERT INTO llmtap.summary_day AS s
     SELECT '{dimension}', date_trunc('day', started_at, 'UTC'), {column},
-           count(*), count(*) FILTER (WHERE outcome <> 'success'),
-           sum(prompt_tokens), sum(completion_tokens), sum(cost_usd),
-           sum(latency_ms), count(latency_ms),
-           min(started_at), max(started_at),
+           {counts}, {span},
            llmtap.hist_merge(array_agg(llmtap.hist_of(latency_ms)))
     FROM {rows}
     WHERE {column} IS NOT NULL
     GROUP BY 2, 3 ORDER BY 2, 3
     ON CONFLICT (dimension, day, key) DO UPDATE SET
-        exchanges = s.exchanges + excluded.exchanges,
-        errors = s.errors + excluded.errors,
-        prompt_tokens = {add_prompt_tokens},
-        completion_tokens = {add_completion_tokens},
-        cost_usd = {add_cost_usd},
-        latency_sum = {add_latency_sum},
-        latency_n = s.latency_n + excluded.latency_n,
-        first_seen = least(s.first_seen, excluded.first_seen),
-        last_seen = greatest(s.last_seen, excluded.last_seen),
+        {add_counts},
+        {add_span},
         latency_hist = llmtap.hist_add(s.latency_hist, excluded.latency_hist)
 """
 
@@ -215,10 +193,7 @@ SESSION = """
     SELECT session_id, max(session_name),
            coalesce(array_agg(DISTINCT user_id)
                     FILTER (WHERE user_id IS NOT NULL), '{{}}'),
-           count(*), count(*) FILTER (WHERE outcome <> 'success'),
-           sum(prompt_tokens), sum(completion_tokens), sum(cost_usd),
-           sum(latency_ms), count(latency_ms),
-           min(started_at), max(started_at)
+           {counts}, {span}
     FROM {rows}
     WHERE session_id IS NOT NULL
     GROUP BY 1 ORDER BY 1
@@ -227,34 +202,58 @@ SESSION = """
         user_ids = ARRAY(SELECT DISTINCT u
                          FROM unnest(s.user_ids || excluded.user_ids) AS u
                          ORDER BY u),
-        exchanges = s.exchanges + excluded.exchanges,
-        errors = s.errors + excluded.errors,
-        prompt_tokens = {add_prompt_tokens},
-        completion_tokens = {add_completion_tokens},
-        cost_usd = {add_cost_usd},
-        latency_sum = {add_latency_sum},
-        latency_n = s.latency_n + excluded.latency_n,
-        first_seen = least(s.first_seen, excluded.first_seen),
-        last_seen = greatest(s.last_seen, excluded.last_seen)
+        {add_counts},
+        {add_span}
 """
 
-NULLABLE_SUMS = (
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "tokens_per_s_sum",
-    "latency_sum",
+COUNTS = (
+    "count(*), count(*) FILTER (WHERE outcome <> 'success'),"
+    " sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)"
+)
+SPAN = "sum(latency_ms), count(latency_ms), min(started_at), max(started_at)"
+
+
+def add(column: str) -> str:
+    """Return the update of a summed column, where a NULL sum takes the new value.
+
+    NULL + x is NULL, so coalesce falls back to whichever side is not NULL.
+    """
+    return (
+        f"{column} = coalesce(s.{column} + excluded.{column},"
+        f" s.{column}, excluded.{column})"
+    )
+
+
+ADD_COUNTS = ", ".join(
+    [
+        "exchanges = s.exchanges + excluded.exchanges",
+        "errors = s.errors + excluded.errors",
+        add("prompt_tokens"),
+        add("completion_tokens"),
+        add("cost_usd"),
+    ]
+)
+ADD_SPAN = ", ".join(
+    [
+        add("latency_sum"),
+        "latency_n = s.latency_n + excluded.latency_n",
+        "first_seen = least(s.first_seen, excluded.first_seen)",
+        "last_seen = greatest(s.last_seen, excluded.last_seen)",
+    ]
 )
 
 
 def summarise(template: str, rows: str, **names: str) -> str:
     """Return a summary statement over the relation rows."""
-    # NULL + x is NULL, so the first value a NULL sum meets becomes the sum.
-    additions = {
-        f"add_{n}": f"coalesce(s.{n} + excluded.{n}, s.{n}, excluded.{n})"
-        for n in NULLABLE_SUMS
-    }
-    return template.format(rows=rows, **additions, **names)
+    return template.format(
+        rows=rows,
+        counts=COUNTS,
+        span=SPAN,
+        add_counts=ADD_COUNTS,
+        add_span=ADD_SPAN,
+        add_tokens_per_s=add("tokens_per_s_sum"),
+        **names,
+    )
 
 
 def statements(rows: str) -> list[str]:
