@@ -16,7 +16,7 @@ from app.proxy.errors import ProxyError
 from app.proxy.targets import TargetPolicy
 from app.settings import Settings
 from tests.cases.helpers import MARKER_HEADER as MARKER
-from tests.cases.helpers import SSE, Stage, fetch
+from tests.cases.helpers import SSE, Reply, Stage, fetch
 from tests.support import formats
 from tests.support.appliance import Appliance
 from tests.support.upstream import Script, ScriptedUpstream, send, sleep
@@ -140,6 +140,18 @@ def target_value(template: str, edge: EdgeStack) -> str:
     return template.format(port=edge.upstream_port, other_port=edge.upstream_port + 1)
 
 
+def post_with_target(edge: EdgeStack, client: httpx.Client, value: str) -> Reply:
+    """Send a chat request to the proxy port with Helicone-Target-URL set to value."""
+    headers = {"Helicone-Target-URL": value, "Content-Type": "application/json"}
+    return fetch(
+        client,
+        "POST",
+        edge.appliance.proxy_url + CHAT,
+        headers=headers,
+        content=CHAT_REQUEST,
+    )
+
+
 @pytest.mark.parametrize("case", list(REJECTED_TARGETS))
 def test_disallowed_target_rejected(
     edge: EdgeStack, client: httpx.Client, case: str
@@ -151,14 +163,7 @@ def test_disallowed_target_rejected(
     with pytest.raises(ProxyError):
         TargetPolicy(settings_of(edge)).resolve(value.encode())
 
-    headers = {"Helicone-Target-URL": value, "Content-Type": "application/json"}
-    reply = fetch(
-        client,
-        "POST",
-        edge.appliance.proxy_url + CHAT,
-        headers=headers,
-        content=CHAT_REQUEST,
-    )
+    reply = post_with_target(edge, client, value)
     error = json.loads(reply.body)["error"]
 
     assert reply.status == 403, reply.body
@@ -183,14 +188,7 @@ def test_invalid_target_gets_400(
     with pytest.raises(ProxyError):
         TargetPolicy(settings_of(edge)).resolve(value.encode())
 
-    headers = {"Helicone-Target-URL": value, "Content-Type": "application/json"}
-    reply = fetch(
-        client,
-        "POST",
-        edge.appliance.proxy_url + CHAT,
-        headers=headers,
-        content=CHAT_REQUEST,
-    )
+    reply = post_with_target(edge, client, value)
     error = json.loads(reply.body)["error"]
 
     assert reply.status == 400, reply.body
