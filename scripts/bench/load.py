@@ -35,6 +35,8 @@ CONNECT_TIMEOUT_S = 5.0
 SEPARATORS = {"json": None, "sse": b"\n\n", "ndjson": b"\n"}
 PROMPT_CHARS = 16_000
 IMAGE_BODY_BYTES = 5_000_000
+# Exchanges a target sends in a row before the next target takes its turn.
+BLOCK_REQUESTS = 20
 
 
 @dataclass(frozen=True)
@@ -464,8 +466,11 @@ async def run_interleaved(
 ) -> dict[str, list[Sample]]:
     """Send `count` exchanges to each target one at a time, rotating targets.
 
-    Alternating request by request spreads machine noise evenly over every
-    target, which makes the differences between them trustworthy.
+    Targets take turns in blocks of BLOCK_REQUESTS exchanges. Taking turns
+    spreads the machine's changing speed evenly over every target, which makes
+    the differences between them trustworthy. Blocks rather than single
+    requests keep one target's work after its response (LiteLLM's takes
+    milliseconds per stream) from landing on the next target's request.
     """
     chosen = [target for target in targets if supports(target, scenario)]
     requests = {t.name: encode_request(t, scenario) for t in chosen}
@@ -474,15 +479,19 @@ async def run_interleaved(
     samples: dict[str, list[Sample]] = {t.name: [] for t in chosen}
 
     async def loop() -> None:
-        for index in range(count):
-            offset = index % len(chosen)
+        for turn, start in enumerate(range(0, count, BLOCK_REQUESTS)):
+            offset = turn % len(chosen)
             for target in chosen[offset:] + chosen[:offset]:
-                request = requests[target.name]
-                sample = await clients[target.name].exchange(request, scenario.framing)
-                problem = check_sample(sample, scenario, bodies[target.name])
-                if check and problem is not None:
-                    raise RuntimeError(f"{target.name} {scenario.name}: {problem}")
-                samples[target.name].append(sample)
+                for _ in range(min(BLOCK_REQUESTS, count - start)):
+                    await send_one(target)
+
+    async def send_one(target: Target) -> None:
+        request = requests[target.name]
+        sample = await clients[target.name].exchange(request, scenario.framing)
+        problem = check_sample(sample, scenario, bodies[target.name])
+        if check and problem is not None:
+            raise RuntimeError(f"{target.name} {scenario.name}: {problem}")
+        samples[target.name].append(sample)
 
     await _timed(loop())
     for client in clients.values():

@@ -1,8 +1,8 @@
 """One measurement round over every target, and the appliance-only phases.
 
 A round runs each scenario against all targets back to back: latency
-scenarios alternate targets request by request, throughput runs rotate the
-order of targets. Results are `{metric: {target: value}}` in milliseconds,
+scenarios let the targets take turns in blocks of requests, throughput runs
+rotate the order of targets. Results are `{metric: {target: value}}` in milliseconds,
 exchanges per second or megabytes, as each metric name states.
 """
 
