@@ -8,11 +8,10 @@ from fastapi import FastAPI
 
 from app.logs import configure_logging
 from app.proxy.app import ProxyApp, StreamAborted
-from app.proxy.recorder import read_status
 from app.proxy.spooler import Spooler
 from app.proxy.upstream import Upstream
 from app.settings import Settings, get_settings
-from app.store.spool import Spool, read_dropped
+from app.store.spool import Spool, read_dropped, read_status
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ def create_app(settings: Settings | None = None) -> ProxyApp:
     @internal.get("/_llmtap/health")
     async def health() -> dict[str, object]:
         dropped = read_dropped(settings.spool_dir) or {}
-        status = read_status(settings)
+        status = read_status(settings.spool_dir)
         error = status.get("database_error")
         return {
             "status": "ok",

@@ -8,14 +8,12 @@ that is down, slow, full or not yet migrated only makes segments wait.
 """
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from app.logs import configure_logging
 from app.pricing import load_prices
@@ -24,7 +22,7 @@ from app.proxy.record import RowBuilder, encode_row
 from app.proxy.spooler import RateLimitedWarning
 from app.settings import Settings, get_settings
 from app.store.retention import RetentionSchedule
-from app.store.spool import Spool, segment_count
+from app.store.spool import Spool, segment_count, write_status
 from app.store.writer import ROW_ERRORS, Writer
 
 logger = logging.getLogger(__name__)
@@ -33,7 +31,6 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.05
 # The status file the proxy's health endpoint reads is rewritten this often.
 STATUS_INTERVAL_S = 1.0
-STATUS_FILE = "recorder.json"
 
 
 class Recorder:
@@ -133,17 +130,7 @@ class Recorder:
             return
         self.status_at = now
         status = {"database_error": self.writer.failing, "shipped": self.writer.shipped}
-        path = self.spool.directory / STATUS_FILE
-        temporary = path.with_suffix(".tmp-status")
-        temporary.write_text(json.dumps(status))
-        temporary.rename(path)
-
-
-def read_status(settings: Settings) -> dict[str, Any]:
-    try:
-        return json.loads((settings.spool_dir / STATUS_FILE).read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
+        write_status(self.spool.directory, status)
 
 
 # Outcomes logged at WARNING: the upstream failed, timed out or the client left.

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 READY = ".ready"
 CLAIMED = ".claimed"
 DROPPED_FILE = "dropped.json"
+# The recorder's status, which the proxy's health endpoint reads.
+STATUS_FILE = "recorder.json"
 
 
 class Spool:
@@ -126,6 +128,22 @@ def read_dropped(directory: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, ValueError):
         return None
     return state if isinstance(state, dict) else None
+
+
+def write_status(directory: Path, status: dict[str, Any]) -> None:
+    path = directory / STATUS_FILE
+    temporary = path.with_suffix(".tmp-status")
+    temporary.write_text(json.dumps(status))
+    temporary.rename(path)
+
+
+def read_status(directory: Path) -> dict[str, Any]:
+    """Return the recorder's last status, or {} before its first one."""
+    try:
+        status = json.loads((directory / STATUS_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
 
 
 def segment_count(segment: Path) -> int:
