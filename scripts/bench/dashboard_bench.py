@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -294,7 +295,7 @@ async def time_pages(
     from app.web.app import create_app
 
     pool = recording_pool(settings)
-    app = create_app(settings.model_copy(update={"dashboard_auth": "off"}), pool=pool)
+    app = create_app(msgspec.structs.replace(settings, dashboard_auth="off"), pool=pool)
     transport = httpx.ASGITransport(app=app)
     results = []
     async with httpx.AsyncClient(

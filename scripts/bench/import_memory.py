@@ -17,7 +17,7 @@ import os
 # recorder itself for the project's own modules.
 GROUPS = (
     ("asyncio, with the ssl module and OpenSSL's libraries", ("asyncio",)),
-    ("pydantic and pydantic-settings", ("pydantic", "pydantic_settings")),
+    ("msgspec and the settings", ("app.settings",)),
     ("psycopg, with its bundled libpq", ("psycopg",)),
     ("the project's own modules", ("app.proxy.recorder",)),
 )
