@@ -9,12 +9,8 @@ from app.capture.model import empty_parsed
 from app.pricing import Price, cost_usd
 from app.proxy import exchange as ends
 from app.proxy.exchange import Exchange
-from app.proxy.metadata import (
-    Metadata,
-    mask_query,
-    read_metadata,
-    redact_headers,
-)
+from app.proxy.metadata import Metadata, read_metadata
+from app.proxy.redaction import mask_query, redact_headers
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -204,7 +200,7 @@ def encode_row(row: dict[str, object]) -> bytes:
     """Serialise a row as one JSON line that PostgreSQL text and jsonb accept.
 
     The exchange's credentials were already removed before it was spooled
-    (metadata.scrub_credentials).
+    (redaction.scrub_credentials).
     """
     line = json.dumps(row, ensure_ascii=False, default=str)
     if "\\u0000" in line:

@@ -14,7 +14,7 @@ import time
 from collections import deque
 
 from app.proxy.exchange import Exchange, encode_exchanges
-from app.proxy.metadata import scrub_credentials
+from app.proxy.redaction import scrub_credentials
 from app.store.spool import Spool
 
 logger = logging.getLogger(__name__)

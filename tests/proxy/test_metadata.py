@@ -3,10 +3,10 @@
 import jwt
 import pytest
 
-from app.proxy.metadata import (
+from app.proxy.metadata import read_metadata
+from app.proxy.redaction import (
     fingerprint,
     mask_query,
-    read_metadata,
     redact_headers,
     secret_values,
 )

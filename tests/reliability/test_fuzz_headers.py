@@ -13,12 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.proxy.errors import ProxyError, TargetInvalid, TargetNotAllowed
-from app.proxy.metadata import (
-    mask_query,
-    read_metadata,
-    redact_headers,
-    secret_values,
-)
+from app.proxy.metadata import read_metadata
+from app.proxy.redaction import mask_query, redact_headers, secret_values
 from app.proxy.targets import TargetPolicy, normalise_origin
 from app.settings import Settings
 
