@@ -68,6 +68,15 @@ class Appliance:
         pid = self.program_pid(PROXY_PROGRAM)
         return tree_rss_bytes(pid) if children else _rss_bytes(pid)
 
+    def proxy_tree_pss_bytes(self) -> int:
+        """Return the proportional set size of the proxy and its children.
+
+        RSS counts a page shared by two processes, such as the interpreter's
+        code, in both; PSS splits it between them.
+        """
+        pid = self.program_pid(PROXY_PROGRAM)
+        return sum(_pss_bytes(each) for each in process_tree(pid))
+
     def stop_program(self, name: str) -> None:
         self.supervisor().supervisor.stopProcess(name, True)
 
@@ -110,13 +119,18 @@ class Appliance:
 
 def tree_rss_bytes(pid: int) -> int:
     """Sum VmRSS of `pid` and its descendants, read from /proc."""
-    total = 0
+    return sum(_rss_bytes(each) for each in process_tree(pid))
+
+
+def process_tree(pid: int) -> list[int]:
+    """Return `pid` and the pids of all its descendants."""
+    found = []
     pending = [pid]
     while pending:
         current = pending.pop()
-        total += _rss_bytes(current)
+        found.append(current)
         pending += children_of(current)
-    return total
+    return found
 
 
 def _rss_bytes(pid: int) -> int:
@@ -126,6 +140,17 @@ def _rss_bytes(pid: int) -> int:
         return 0
     for line in status.splitlines():
         if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except FileNotFoundError:
+        return 0
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
             return int(line.split()[1]) * 1024
     return 0
 

@@ -46,6 +46,7 @@ THROUGHPUT_METRICS = [
 APPLIANCE_METRICS = [
     "proxy rss idle MB",
     "proxy tree rss idle MB",
+    "proxy tree pss idle MB",
     "soak exchanges",
     "soak failed",
     "soak sent per s",
@@ -53,6 +54,7 @@ APPLIANCE_METRICS = [
     "soak persisted peak per s",
     "proxy rss after soak MB",
     "proxy tree rss after soak MB",
+    "proxy tree pss after soak MB",
     "outage exchanges",
     "outage failed",
     "proxy rss during outage MB",

@@ -256,6 +256,8 @@ async def soak(
     put(results, "soak persisted peak per s", target.name, sampler.peak_rate())
     put(results, "proxy rss after soak MB", target.name, _rss_mb(appliance))
     put(results, "proxy tree rss after soak MB", target.name, _rss_mb(appliance, True))
+    pss = appliance.proxy_tree_pss_bytes() / 1e6
+    put(results, "proxy tree pss after soak MB", target.name, pss)
 
 
 async def outage(
@@ -310,6 +312,8 @@ async def outage(
 def idle_memory(appliance: Appliance, target: load.Target, results: Results) -> None:
     put(results, "proxy rss idle MB", target.name, _rss_mb(appliance))
     put(results, "proxy tree rss idle MB", target.name, _rss_mb(appliance, True))
+    pss = appliance.proxy_tree_pss_bytes() / 1e6
+    put(results, "proxy tree pss idle MB", target.name, pss)
 
 
 def _rss_mb(appliance: Appliance, children: bool = False) -> float:
