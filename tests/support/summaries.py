@@ -2,6 +2,36 @@
 
 from typing import Any
 
+# Insert %s generated exchanges 7 minutes apart, ending 2 hours ago so that
+# they share no summary row with traffic the recorder writes during a test.
+GENERATED_EXCHANGES = """
+    INSERT INTO llmtap.exchange (
+        id, started_at, method, path, endpoint, outcome, error_kind,
+        http_status, model, user_id, session_id, session_name, prompt_tokens,
+        completion_tokens, cost_usd, latency_ms, ttft_ms, tokens_per_s
+    )
+    SELECT gen_random_uuid(),
+           now() - interval '2 hours' - i * interval '7 minutes',
+           'POST', '/v1/chat/completions', 'openai.chat',
+           CASE WHEN i %% 13 = 0 THEN 'upstream_timeout'
+                WHEN i %% 17 = 0 THEN 'upstream_http_error'
+                ELSE 'success' END,
+           CASE WHEN i %% 13 = 0 THEN 'header_timeout' END,
+           CASE WHEN i %% 17 = 0 THEN 502 WHEN i %% 13 = 0 THEN 504 ELSE 200 END,
+           'summary-model-' || i %% 3,
+           CASE WHEN i %% 5 <> 0 THEN 'summary-user-' || i %% 4 END,
+           'summary-session-' || i / 40,
+           CASE WHEN i %% 80 = 0 THEN 'chat ' || i / 40 END,
+           CASE WHEN i %% 7 <> 0 THEN i %% 50 + 1 END,
+           CASE WHEN i %% 7 <> 0 THEN i %% 30 + 1 END,
+           CASE WHEN i %% 7 <> 0 THEN (i %% 50) * 0.0001 END,
+           CASE WHEN i %% 11 <> 0 THEN 50 + (i * 37) %% 5000 END,
+           CASE WHEN i %% 3 = 0 THEN 5 + (i * 13) %% 400 END,
+           CASE WHEN i %% 4 = 0 THEN 10 + i %% 90 END
+    FROM generate_series(1, %s) AS i
+"""
+
+
 # The hour summaries as the exchanges give them, computed without the
 # migration's statements.
 EXPECTED_HOURS = """

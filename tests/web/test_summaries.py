@@ -19,40 +19,11 @@ from psycopg import IsolationLevel
 from psycopg.rows import dict_row
 
 from app.store import queries, summaries
-from tests.support.summaries import PAIRS, mismatch_query
+from tests.support.summaries import GENERATED_EXCHANGES, PAIRS, mismatch_query
 
 Connection = psycopg.AsyncConnection[Any]
 
 ROWS = 3000
-
-# Exchanges 7 minutes apart, ending 2 hours ago so that they share no summary
-# row with traffic the recorder writes during the test.
-INSERT = """
-    INSERT INTO llmtap.exchange (
-        id, started_at, method, path, endpoint, outcome, error_kind,
-        http_status, model, user_id, session_id, session_name, prompt_tokens,
-        completion_tokens, cost_usd, latency_ms, ttft_ms, tokens_per_s
-    )
-    SELECT gen_random_uuid(),
-           now() - interval '2 hours' - i * interval '7 minutes',
-           'POST', '/v1/chat/completions', 'openai.chat',
-           CASE WHEN i %% 13 = 0 THEN 'upstream_timeout'
-                WHEN i %% 17 = 0 THEN 'upstream_http_error'
-                ELSE 'success' END,
-           CASE WHEN i %% 13 = 0 THEN 'header_timeout' END,
-           CASE WHEN i %% 17 = 0 THEN 502 WHEN i %% 13 = 0 THEN 504 ELSE 200 END,
-           'summary-model-' || i %% 3,
-           CASE WHEN i %% 5 <> 0 THEN 'summary-user-' || i %% 4 END,
-           'summary-session-' || i / 40,
-           CASE WHEN i %% 80 = 0 THEN 'chat ' || i / 40 END,
-           CASE WHEN i %% 7 <> 0 THEN i %% 50 + 1 END,
-           CASE WHEN i %% 7 <> 0 THEN i %% 30 + 1 END,
-           CASE WHEN i %% 7 <> 0 THEN (i %% 50) * 0.0001 END,
-           CASE WHEN i %% 11 <> 0 THEN 50 + (i * 37) %% 5000 END,
-           CASE WHEN i %% 3 = 0 THEN 5 + (i * 13) %% 400 END,
-           CASE WHEN i %% 4 = 0 THEN 10 + i %% 90 END
-    FROM generate_series(1, %s) AS i
-"""
 
 
 def in_rolled_back_transaction(
@@ -66,7 +37,7 @@ def in_rolled_back_transaction(
         )
         try:
             await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
-            await conn.execute(INSERT, (ROWS,))
+            await conn.execute(GENERATED_EXCHANGES, (ROWS,))
             await check(conn)
         finally:
             await conn.rollback()
