@@ -35,8 +35,10 @@ CONNECT_TIMEOUT_S = 5.0
 SEPARATORS = {"json": None, "sse": b"\n\n", "ndjson": b"\n"}
 PROMPT_CHARS = 16_000
 IMAGE_BODY_BYTES = 5_000_000
-# Exchanges a target sends in a row before the next target takes its turn.
+# Exchanges a target sends in a row before the next target takes its turn, and
+# the fewest turns each target gets in one scenario.
 BLOCK_REQUESTS = 20
+MIN_TURNS = 5
 
 
 @dataclass(frozen=True)
@@ -466,7 +468,7 @@ async def run_interleaved(
 ) -> dict[str, list[Sample]]:
     """Send `count` exchanges to each target one at a time, rotating targets.
 
-    Targets take turns in blocks of BLOCK_REQUESTS exchanges. Taking turns
+    Targets take turns in blocks of up to BLOCK_REQUESTS exchanges. Taking turns
     spreads the machine's changing speed evenly over every target, which makes
     the differences between them trustworthy. Blocks rather than single
     requests keep one target's work after its response (LiteLLM's takes
@@ -478,11 +480,13 @@ async def run_interleaved(
     clients = {t.name: Client(t) for t in chosen}
     samples: dict[str, list[Sample]] = {t.name: [] for t in chosen}
 
+    block = max(1, min(BLOCK_REQUESTS, count // MIN_TURNS))
+
     async def loop() -> None:
-        for turn, start in enumerate(range(0, count, BLOCK_REQUESTS)):
+        for turn, start in enumerate(range(0, count, block)):
             offset = turn % len(chosen)
             for target in chosen[offset:] + chosen[:offset]:
-                for _ in range(min(BLOCK_REQUESTS, count - start)):
+                for _ in range(min(block, count - start)):
                     await send_one(target)
 
     async def send_one(target: Target) -> None:

@@ -242,13 +242,22 @@ GOALS = [
 
 
 def render_goals(results: Results, targets: list[str]) -> str:
-    """Render each goal with the proxy port's value, and the entry port's."""
+    """Render each goal with the proxy port's value and the entry port's.
+
+    A goal is met when every port measured for it meets the bound.
+    """
     shown = [t for t in (PROXY, ENTRY) if t in targets]
     rows = []
     for goal in GOALS:
         values = [goal.measure(results, target) for target in shown]
-        verdict = goal.met(values[0]) if values else None
-        status = {True: "met", False: "NOT MET", None: "not measured"}[verdict]
+        verdicts = [goal.met(value) for value in values]
+        missed = [t for t, met in zip(shown, verdicts, strict=True) if met is False]
+        if missed:
+            status = f"NOT MET ({', '.join(missed)})"
+        elif any(verdicts):
+            status = "met"
+        else:
+            status = "not measured"
         bound = f"{'≤' if goal.at_most else '≥'} {_number(goal.bound)}"
         rows.append([goal.name, bound, *(_number(v) for v in values), status])
     return "\n".join(_table(["goal", "bound", *shown, "status"], rows)) + "\n"
