@@ -4,6 +4,8 @@ import json
 import logging
 from datetime import UTC, datetime
 
+import msgspec
+
 from app.capture import Captured, Parsed, parse_exchange, redact_request_body
 from app.capture.model import empty_parsed
 from app.pricing import Price, cost_usd
@@ -14,6 +16,10 @@ from app.proxy.redaction import mask_query, redact_headers
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# Rows leave as compact UTF-8 JSON; a value of a type JSON lacks is stored as
+# its str().
+ROW_ENCODER = msgspec.json.Encoder(enc_hook=str)
 
 # End reasons that decide the outcome by themselves, whatever the body contains.
 OUTCOME_BY_END = {
@@ -202,9 +208,14 @@ def encode_row(row: dict[str, object]) -> bytes:
     The exchange's credentials were already removed before it was spooled
     (redaction.scrub_credentials).
     """
-    line = json.dumps(row, ensure_ascii=False, default=str)
-    if "\\u0000" in line:
+    try:
+        line = ROW_ENCODER.encode(row)
+    except UnicodeEncodeError:
+        # A lone surrogate that no parser sanitised is replaced, not fatal.
+        text = json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str)
+        line = text.encode("utf-8", "replace")
+    if b"\\u0000" in line:
         # PostgreSQL text and jsonb cannot hold U+0000.
-        line = line.replace("\\u0000", "\\ufffd")
-        line = line.replace('"sanitized": false', '"sanitized": true')
-    return line.encode("utf-8", "replace")
+        line = line.replace(b"\\u0000", b"\\ufffd")
+        line = line.replace(b'"sanitized":false', b'"sanitized":true')
+    return line
