@@ -11,8 +11,8 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any, TypeVar
 
 import httpcore
 
@@ -29,6 +29,7 @@ from app.proxy.forwarding import (
     request_headers_for_upstream,
     response_headers_for_client,
 )
+from app.proxy.pump import BodyPump
 from app.proxy.targets import TargetPolicy
 from app.proxy.upstream import Upstream
 from app.proxy.usage import UsageChunkFilter, inject_include_usage
@@ -38,6 +39,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+T = TypeVar("T")
 
 UUID_PATTERN = re.compile(
     rb"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I
@@ -198,44 +200,113 @@ class ProxyApp:
         )
 
         usage_filter = UsageChunkFilter() if exchange.injected_usage else None
-        chunks = exchange.chunks
-        kept_bytes = 0
-        tail: list[tuple[float, bytes]] = []
+        log = ChunkLog(exchange, self.keep_bytes, started)
         iterator = response.aiter_stream()
-        while True:
-            try:
-                chunk = await anext(iterator, None)
-            except (
-                httpcore.NetworkError,
-                httpcore.ProtocolError,
-                httpcore.TimeoutException,
-            ) as error:
-                exchange.end = stream_end_reason(error)
-                exchange.error_message = str(error) or type(error).__name__
-                raise StreamAborted(exchange.end) from None
-            if chunk is None:
-                break
-
-            now = (time.perf_counter() - started) * 1000
-            exchange.response_bytes += len(chunk)
-            if kept_bytes < self.keep_bytes:
-                chunks.append((now, chunk))
-                kept_bytes += len(chunk)
-            else:
-                exchange.chunks_truncated = True
-                tail.append((now, chunk))
-                if len(tail) > TAIL_CHUNKS:
-                    del tail[0]
-
-            forwarded = usage_filter.feed(chunk) if usage_filter else chunk
-            if forwarded:
-                await send(
-                    {"type": "http.response.body", "body": forwarded, "more_body": True}
-                )
-
-        chunks.extend(tail)
+        try:
+            first = await read_upstream(anext(iterator, None), exchange)
+            if first is not None:
+                log.add(time.perf_counter(), first)
+                await forward(send, usage_filter, first)
+                # A stream is read ahead, so that what arrives together is sent
+                # in one message. The first chunk went out above, before that.
+                if is_chunked(response.headers):
+                    await relay_stream(BodyPump(iterator), send, usage_filter, log)
+                else:
+                    await relay_body(iterator, send, usage_filter, log)
+        finally:
+            log.close()
         watcher.finished = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class ChunkLog:
+    """Keeps the body chunks of an exchange for the record, with their times.
+
+    Past the stored-body limit only the last TAIL_CHUNKS are kept.
+    """
+
+    def __init__(self, exchange: Exchange, keep_bytes: int, started: float) -> None:
+        self.exchange = exchange
+        self.keep_bytes = keep_bytes
+        self.started = started
+        self.kept_bytes = 0
+        self.tail: list[tuple[float, bytes]] = []
+
+    def add(self, arrived: float, chunk: bytes) -> None:
+        at = (arrived - self.started) * 1000
+        self.exchange.response_bytes += len(chunk)
+        if self.kept_bytes < self.keep_bytes:
+            self.exchange.chunks.append((at, chunk))
+            self.kept_bytes += len(chunk)
+            return
+        self.exchange.chunks_truncated = True
+        self.tail.append((at, chunk))
+        if len(self.tail) > TAIL_CHUNKS:
+            del self.tail[0]
+
+    def close(self) -> None:
+        self.exchange.chunks.extend(self.tail)
+
+
+async def relay_body(
+    iterator: AsyncIterator[bytes],
+    send: Send,
+    usage_filter: UsageChunkFilter | None,
+    log: ChunkLog,
+) -> None:
+    while True:
+        chunk = await read_upstream(anext(iterator, None), log.exchange)
+        if chunk is None:
+            return
+        log.add(time.perf_counter(), chunk)
+        await forward(send, usage_filter, chunk)
+
+
+async def relay_stream(
+    pump: BodyPump,
+    send: Send,
+    usage_filter: UsageChunkFilter | None,
+    log: ChunkLog,
+) -> None:
+    try:
+        while True:
+            batch = await read_upstream(pump.take(), log.exchange)
+            if batch is None:
+                return
+            for arrived, chunk in batch:
+                log.add(arrived, chunk)
+            await forward(send, usage_filter, b"".join(chunk for _, chunk in batch))
+    finally:
+        await pump.close()
+
+
+async def read_upstream(reading: Awaitable[T], exchange: Exchange) -> T:
+    """Await a read of the upstream body; raise StreamAborted when it fails."""
+    try:
+        return await reading
+    except (
+        httpcore.NetworkError,
+        httpcore.ProtocolError,
+        httpcore.TimeoutException,
+    ) as error:
+        exchange.end = stream_end_reason(error)
+        exchange.error_message = str(error) or type(error).__name__
+        raise StreamAborted(exchange.end) from None
+
+
+async def forward(
+    send: Send, usage_filter: UsageChunkFilter | None, body: bytes
+) -> None:
+    forwarded = usage_filter.feed(body) if usage_filter else body
+    if forwarded:
+        await send({"type": "http.response.body", "body": forwarded, "more_body": True})
+
+
+def is_chunked(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name.lower() == b"transfer-encoding" and b"chunked" in value.lower()
+        for name, value in headers
+    )
 
 
 class Watcher:
