@@ -203,16 +203,10 @@ class ProxyApp:
         log = ChunkLog(exchange, self.keep_bytes, started)
         iterator = response.aiter_stream()
         try:
-            first = await read_upstream(anext(iterator, None), exchange)
-            if first is not None:
-                log.add(time.perf_counter(), first)
-                await forward(send, usage_filter, first)
-                # A stream is read ahead, so that what arrives together is sent
-                # in one message. The first chunk went out above, before that.
-                if is_chunked(response.headers):
-                    await relay_stream(BodyPump(iterator), send, usage_filter, log)
-                else:
-                    await relay_body(iterator, send, usage_filter, log)
+            if is_chunked(response.headers):
+                await relay_stream(iterator, send, usage_filter, log)
+            else:
+                await relay_body(iterator, send, usage_filter, log)
         finally:
             log.close()
         watcher.finished = True
@@ -248,26 +242,45 @@ class ChunkLog:
         self.exchange.chunks.extend(self.tail)
 
 
+async def relay_next(
+    iterator: AsyncIterator[bytes],
+    send: Send,
+    usage_filter: UsageChunkFilter | None,
+    log: ChunkLog,
+) -> bool:
+    """Relay the body's next chunk to the client, or return False at its end."""
+    chunk = await read_upstream(anext(iterator, None), log.exchange)
+    if chunk is None:
+        return False
+    log.add(time.perf_counter(), chunk)
+    await forward(send, usage_filter, chunk)
+    return True
+
+
 async def relay_body(
     iterator: AsyncIterator[bytes],
     send: Send,
     usage_filter: UsageChunkFilter | None,
     log: ChunkLog,
 ) -> None:
-    while True:
-        chunk = await read_upstream(anext(iterator, None), log.exchange)
-        if chunk is None:
-            return
-        log.add(time.perf_counter(), chunk)
-        await forward(send, usage_filter, chunk)
+    while await relay_next(iterator, send, usage_filter, log):
+        pass
 
 
 async def relay_stream(
-    pump: BodyPump,
+    iterator: AsyncIterator[bytes],
     send: Send,
     usage_filter: UsageChunkFilter | None,
     log: ChunkLog,
 ) -> None:
+    """Relay a stream, sending the chunks that arrive together in one message.
+
+    The first chunk goes out before the pump starts, so reading ahead never
+    delays it.
+    """
+    if not await relay_next(iterator, send, usage_filter, log):
+        return
+    pump = BodyPump(iterator)
     try:
         while True:
             batch = await read_upstream(pump.take(), log.exchange)
@@ -281,7 +294,7 @@ async def relay_stream(
 
 
 async def read_upstream(reading: Awaitable[T], exchange: Exchange) -> T:
-    """Await a read of the upstream body; raise StreamAborted when it fails."""
+    """Await a read of the upstream body, raising StreamAborted when it fails."""
     try:
         return await reading
     except (

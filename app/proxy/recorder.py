@@ -106,7 +106,7 @@ class Recorder:
             if segment_rows is not None:
                 claimed.append(claimed_segment)
                 rows += segment_rows
-        if not rows:
+        if not claimed:
             return 0
 
         lines = [encode_row(row) for row in rows]
@@ -160,9 +160,9 @@ class Recorder:
 
 
 def take_batch(ready: list[Path]) -> tuple[list[Path], list[Path]]:
-    """Split off the oldest segments that together hold at most BATCH_EXCHANGES.
+    """Split off the oldest segments that together contain at most BATCH_EXCHANGES.
 
-    The first segment is always taken, however many exchanges it holds.
+    The first segment is always taken, however many exchanges it contains.
     """
     count = segment_count(ready[0])
     length = 1

@@ -72,7 +72,7 @@ class Appliance:
         """Return the proportional set size of the proxy and its children.
 
         RSS counts a page shared by two processes, such as the interpreter's
-        code, in both; PSS splits it between them.
+        code, in both of them. PSS splits it between them.
         """
         pid = self.program_pid(PROXY_PROGRAM)
         return sum(_pss_bytes(each) for each in process_tree(pid))
@@ -134,24 +134,22 @@ def process_tree(pid: int) -> list[int]:
 
 
 def _rss_bytes(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return _proc_kib_field(pid, "status", "VmRSS:") * 1024
 
 
 def _pss_bytes(pid: int) -> int:
+    return _proc_kib_field(pid, "smaps_rollup", "Pss:") * 1024
+
+
+def _proc_kib_field(pid: int, name: str, field: str) -> int:
+    """Return a kB field of /proc/PID/NAME, or 0 once the process is gone."""
     try:
-        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        text = Path(f"/proc/{pid}/{name}").read_text()
     except FileNotFoundError:
         return 0
-    for line in rollup.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) * 1024
+    for line in text.splitlines():
+        if line.startswith(field):
+            return int(line.split()[1])
     return 0
 
 
