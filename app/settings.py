@@ -207,7 +207,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
-        """Read every `LLMTAP_<FIELD>`; an unset or empty variable keeps the default.
+        """Read every `LLMTAP_<FIELD>`. An unset or empty variable keeps the default.
 
         Raises SettingsError listing every invalid variable at once.
         """

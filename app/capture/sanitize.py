@@ -117,7 +117,7 @@ def parse_json(text: str) -> tuple[object, bool, bool]:
 
 
 def _decode_carefully(text: str) -> tuple[object, bool]:
-    """Decode with Python's parser; return the value and whether a number overflowed."""
+    """Decode with Python's parser, and report whether a number overflowed."""
     overflowed = False
 
     def finite_float(token: str) -> float | None:

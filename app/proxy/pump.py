@@ -54,7 +54,7 @@ class BodyPump:
         return batch
 
     async def close(self) -> None:
-        """Stop reading; the body's stream may be closed once this returns."""
+        """Stop reading. The body's stream may be closed once this returns."""
         self.task.cancel()
         # asyncio.wait neither raises the task's cancellation nor swallows one
         # aimed at the caller.

@@ -17,7 +17,7 @@ from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Rows leave as compact UTF-8 JSON; a value of a type JSON lacks is stored as
+# Rows leave as compact UTF-8 JSON. A value of a type JSON lacks is stored as
 # its str().
 ROW_ENCODER = msgspec.json.Encoder(enc_hook=str)
 

@@ -471,8 +471,8 @@ async def run_interleaved(
     Targets take turns in blocks of up to BLOCK_REQUESTS exchanges. Taking turns
     spreads the machine's changing speed evenly over every target, which makes
     the differences between them trustworthy. Blocks rather than single
-    requests keep one target's work after its response (LiteLLM's takes
-    milliseconds per stream) from landing on the next target's request.
+    requests keep one target's work after its response from landing on the
+    next target's request. LiteLLM keeps working for milliseconds after a stream.
     """
     chosen = [target for target in targets if supports(target, scenario)]
     requests = {t.name: encode_request(t, scenario) for t in chosen}

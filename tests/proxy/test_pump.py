@@ -1,4 +1,4 @@
-"""BodyPump hands over together what arrived together, and nothing late."""
+"""BodyPump returns the chunks that arrived together as one batch."""
 
 import asyncio
 from collections.abc import AsyncIterator
